@@ -1,0 +1,32 @@
+# confseg: `make demo` and `make test` are all a fresh clone needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DATA ?= demo/synthetic
+DEMO_RUN ?= demo/runs/demo
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch pinned so pip takes the local CPU wheel (a looser spec pulls a multi-GB CUDA build).
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[dev,medical,annotator,onnx]" "torch==2.13.0"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m confseg.demo --data $(DEMO_DATA) --run $(DEMO_RUN)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf demo .pytest_cache

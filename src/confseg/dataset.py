@@ -1,0 +1,468 @@
+"""The native dataset format: ``dataset.json`` + PNGs. Read, validate, write.
+
+Layout (paths in ``dataset.json`` are relative to the dataset folder)::
+
+    DATASET/
+      dataset.json
+      images/<id>.png
+      confidence/<class>/<id>.png     uint8 percent, 0 = not marked
+      raters/<rater>/<class>/<id>.png optional
+      ignore/<id>.png                 optional, pixels left out of loss and metrics
+      truth/<class>/<id>.png          optional, true masks (synthetic data)
+      clinical.csv                    optional, one row per patient-day
+      videos/<id>.mp4                 optional
+
+A class an image item has no confidence entry for is "not marked" (all zeros).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from confseg.annotation import (
+    DEFAULT_SCALE,
+    ClassSchema,
+    ConfidenceLevel,
+    Item,
+    percent_to_unit,
+    unit_to_percent,
+)
+from confseg.errors import ConfsegError, DatasetError, MediaError
+from confseg.io.atomic import atomic_write_text
+from confseg.io.images import read_image, read_mask, read_percent_map, write_png
+
+FORMAT_VERSION = 1
+DATASET_JSON = "dataset.json"
+
+
+@dataclass(kw_only=True)
+class Dataset:
+    """A native confseg dataset on disk.
+
+    Attributes:
+        root: The dataset folder.
+        name: Dataset name.
+        schema: Ordered classes.
+        scale: The confidence scale annotators use.
+        items: Items in file order.
+        meta: Other top-level keys of dataset.json, kept unchanged.
+    """
+
+    root: Path
+    name: str
+    schema: ClassSchema
+    scale: tuple[ConfidenceLevel, ...] = DEFAULT_SCALE
+    items: list[Item] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ----- look-ups -------------------------------------------------------------------
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in order."""
+        return self.schema.names
+
+    def item(self, item_id: str) -> Item:
+        """The item with id ``item_id``."""
+        for it in self.items:
+            if it.id == item_id:
+                return it
+        raise DatasetError(f"{self.root}: no item with id {item_id!r}")
+
+    def patients(self) -> list[str]:
+        """Sorted distinct patient ids."""
+        return sorted({it.patient for it in self.items})
+
+    def image_items(self) -> list[Item]:
+        """Items that have an image (the ones a segmentation model trains on)."""
+        return [it for it in self.items if it.image is not None]
+
+    def path(self, rel: str) -> Path:
+        """Absolute path of a path relative to the dataset folder."""
+        return self.root / rel
+
+    # ----- readers ----------------------------------------------------------------------
+    def read_image(self, item: Item) -> np.ndarray:
+        """The item's image, ``(H, W)`` or ``(H, W, C)``."""
+        if item.image is None:
+            raise DatasetError(f"{self.root}: item {item.id!r} has no image")
+        return read_image(self.path(item.image))
+
+    def image_size(self, item: Item) -> tuple[int, int]:
+        """``(H, W)`` of the item's image."""
+        return tuple(self.read_image(item).shape[:2])  # type: ignore[return-value]
+
+    def read_confidence(self, item: Item, cls: str, shape: tuple[int, int] | None = None
+                        ) -> np.ndarray:
+        """Confidence of class ``cls`` for ``item`` as float32 in [0, 1].
+
+        Args:
+            item: The item.
+            cls: Class name.
+            shape: Size to use for an all-zero map when the class is not marked
+                (defaults to the image size).
+        """
+        self.schema.index(cls)
+        rel = item.confidence.get(cls)
+        if rel is None:
+            return np.zeros(shape or self.image_size(item), dtype=np.float32)
+        return percent_to_unit(read_percent_map(self.path(rel)))
+
+    def read_confidence_stack(self, item: Item) -> np.ndarray:
+        """All classes' confidence, ``(K, H, W)`` float32 in [0, 1]."""
+        shape = self.image_size(item)
+        return np.stack([self.read_confidence(item, c, shape) for c in self.classes])
+
+    def raters(self) -> list[str]:
+        """Sorted names of every rater in the dataset."""
+        return sorted({r for it in self.items for r in it.raters})
+
+    def read_rater(self, item: Item, rater: str, cls: str, shape: tuple[int, int] | None = None
+                   ) -> np.ndarray:
+        """One rater's map for a class as float32 in [0, 1] (binary masks give 0/1)."""
+        rel = item.raters.get(rater, {}).get(cls)
+        if rel is None:
+            return np.zeros(shape or self.image_size(item), dtype=np.float32)
+        arr = read_image(self.path(rel))
+        if arr.ndim == 3:
+            arr = arr.max(axis=-1)
+        top = int(arr.max(initial=0))
+        if top > 100:  # 0/255 binary mask
+            return (arr > 127).astype(np.float32)
+        if top <= 1:  # 0/1 binary mask
+            return arr.astype(np.float32)
+        return percent_to_unit(arr)
+
+    def read_ignore(self, item: Item) -> np.ndarray | None:
+        """The item's ignore mask (True = left out), or None."""
+        if item.ignore is None:
+            return None
+        return read_mask(self.path(item.ignore), threshold=0)
+
+    def read_truth(self, item: Item, cls: str) -> np.ndarray | None:
+        """The true mask of a class (synthetic data), or None."""
+        rel = item.truth.get(cls)
+        return None if rel is None else read_mask(self.path(rel), threshold=0)
+
+    def clinical_path(self) -> Path:
+        """Where clinical.csv lives (it may not exist)."""
+        return self.root / "clinical.csv"
+
+    def read_clinical(self) -> list[dict[str, str]]:
+        """Rows of clinical.csv as dicts (empty list when absent)."""
+        p = self.clinical_path()
+        if not p.exists():
+            return []
+        with p.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    # ----- writing ------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The dataset.json object."""
+        out: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "classes": list(self.classes),
+            "confidence_scale": [
+                {"value": lv.value, "name": lv.name, "description": lv.description}
+                for lv in self.scale
+            ],
+        }
+        out.update({k: v for k, v in self.meta.items() if k not in out and k != "items"})
+        out["items"] = [it.to_json() for it in self.items]
+        return out
+
+    def save(self) -> None:
+        """Write dataset.json atomically."""
+        atomic_write_text(self.root / DATASET_JSON, json.dumps(self.to_json(), indent=1) + "\n")
+
+
+# ----- loading and validation ---------------------------------------------------------------
+def _parse_scale(obj: Any, where: str) -> tuple[ConfidenceLevel, ...]:
+    if obj is None:
+        return DEFAULT_SCALE
+    if not isinstance(obj, list) or not obj:
+        raise DatasetError(f"{where}: 'confidence_scale' must be a non-empty list of levels")
+    levels = []
+    for i, lv in enumerate(obj):
+        if not isinstance(lv, dict) or "value" not in lv:
+            raise DatasetError(f"{where}: confidence_scale[{i}] needs a 'value'")
+        v = lv["value"]
+        if not isinstance(v, int) or not 1 <= v <= 100:
+            raise DatasetError(f"{where}: confidence_scale[{i}].value={v!r}; use an integer 1..100")
+        levels.append(ConfidenceLevel(value=v, name=str(lv.get("name", v)),
+                                      description=str(lv.get("description", ""))))
+    return tuple(levels)
+
+
+def load_dataset(root: str | os.PathLike[str], *, validate: bool = True) -> Dataset:
+    """Load a dataset folder and (by default) validate every file it names.
+
+    Args:
+        root: Folder holding dataset.json.
+        validate: Decode every image and map and check sizes and values. With False only
+            the JSON structure is checked.
+
+    Raises:
+        DatasetError: with a one-line message naming the file and the fix.
+    """
+    root = Path(root)
+    jpath = root / DATASET_JSON
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    if not jpath.is_file():
+        raise DatasetError(f"{jpath}: missing; a dataset folder needs a dataset.json "
+                           "(create one with `confseg import` or `confseg synth`)")
+    try:
+        obj = json.loads(jpath.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{jpath}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                           f"{exc.msg}); fix the file") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{jpath}: not UTF-8 text; re-save it as UTF-8 JSON") from None
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{jpath}: top level must be a JSON object")
+    for key in ("name", "classes", "items"):
+        if key not in obj:
+            raise DatasetError(f"{jpath}: missing required key {key!r}")
+    if not isinstance(obj["classes"], list) or not all(isinstance(c, str) for c in obj["classes"]):
+        raise DatasetError(f"{jpath}: 'classes' must be a list of class names")
+    if not isinstance(obj["items"], list):
+        raise DatasetError(f"{jpath}: 'items' must be a list")
+    try:
+        schema = ClassSchema(names=tuple(obj["classes"]))
+    except DatasetError as exc:
+        raise DatasetError(f"{jpath}: {exc}") from None
+    items = [Item.from_json(o, f"{jpath}: items[{i}]") for i, o in enumerate(obj["items"])]
+    ds = Dataset(
+        root=root,
+        name=str(obj["name"]),
+        schema=schema,
+        scale=_parse_scale(obj.get("confidence_scale"), str(jpath)),
+        items=items,
+        meta={k: v for k, v in obj.items()
+              if k not in ("name", "classes", "items", "confidence_scale")},
+    )
+    _check_structure(ds, jpath)
+    if validate:
+        validate_files(ds)
+    return ds
+
+
+def _check_structure(ds: Dataset, jpath: Path) -> None:
+    seen: set[str] = set()
+    root_resolved = ds.root.resolve()
+    for it in ds.items:
+        if it.id in seen:
+            raise DatasetError(f"{jpath}: duplicate item id {it.id!r}; ids must be unique")
+        seen.add(it.id)
+        for label, mapping in (("confidence", it.confidence), ("truth", it.truth)):
+            for cls in mapping:
+                if cls not in ds.classes:
+                    raise DatasetError(
+                        f"{jpath}: item {it.id!r} has {label} for unknown class {cls!r}; "
+                        f"add it to 'classes' {list(ds.classes)} or remove it")
+        for rater, m in it.raters.items():
+            for cls in m:
+                if cls not in ds.classes:
+                    raise DatasetError(f"{jpath}: item {it.id!r} rater {rater!r} has unknown "
+                                       f"class {cls!r}; classes are {list(ds.classes)}")
+        if it.image is None and it.video is None:
+            raise DatasetError(f"{jpath}: item {it.id!r} has neither 'image' nor 'video'")
+        if it.image is None and (it.confidence or it.raters):
+            raise DatasetError(f"{jpath}: item {it.id!r} has confidence maps but no image")
+        for rel in _item_paths(it):
+            p = Path(rel)
+            if p.is_absolute() or not (ds.root / p).resolve().is_relative_to(root_resolved):
+                raise DatasetError(f"{jpath}: item {it.id!r} path {rel!r} leaves the dataset "
+                                   "folder; use a path relative to it")
+
+
+def _item_paths(it: Item) -> Iterable[str]:
+    if it.image:
+        yield it.image
+    yield from it.confidence.values()
+    yield from it.truth.values()
+    for m in it.raters.values():
+        yield from m.values()
+    if it.ignore:
+        yield it.ignore
+    if it.video:
+        yield it.video
+
+
+def validate_files(ds: Dataset) -> None:
+    """Decode every file an item names and check existence, sizes and values.
+
+    Raises:
+        DatasetError: naming the first offending file.
+    """
+    for it in ds.items:
+        for rel in _item_paths(it):
+            if not ds.path(rel).is_file():
+                raise DatasetError(f"{ds.path(rel)}: file named by item {it.id!r} is missing; "
+                                   "restore it or fix dataset.json")
+        if it.image is None:
+            continue
+        try:
+            shape = read_image(ds.path(it.image)).shape[:2]
+            maps: list[tuple[str, np.ndarray]] = []
+            for rel in it.confidence.values():
+                maps.append((rel, read_percent_map(ds.path(rel))))
+            for m in it.raters.values():
+                maps.extend((rel, read_image(ds.path(rel))) for rel in m.values())
+            for rel in list(it.truth.values()) + ([it.ignore] if it.ignore else []):
+                maps.append((rel, read_image(ds.path(rel))))
+        except MediaError as exc:
+            raise DatasetError(f"{exc} (item {it.id!r})") from None
+        for rel, arr in maps:
+            if arr.shape[:2] != shape:
+                raise DatasetError(
+                    f"{ds.path(rel)}: size {arr.shape[1]}x{arr.shape[0]} differs from image "
+                    f"{it.image} ({shape[1]}x{shape[0]}); resample the map to the image")
+
+
+# ----- writing a new dataset ------------------------------------------------------------------
+class DatasetWriter:
+    """Build a native dataset in a temp folder; rename it into place on success.
+
+    Example::
+
+        with DatasetWriter(out, name="x", classes=["a"]) as w:
+            w.add(item_id="p1_0", patient="p1", image=img, confidence={"a": conf})
+
+    Nothing appears at ``out`` unless the block finishes without error.
+    """
+
+    def __init__(self, out: str | os.PathLike[str], *, name: str, classes: Iterable[str],
+                 scale: tuple[ConfidenceLevel, ...] = DEFAULT_SCALE,
+                 meta: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
+        self.out = Path(out)
+        occupied = self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir()))
+        if occupied and not overwrite:
+            raise ConfsegError(f"{self.out}: already exists and is not empty; choose a new "
+                               "folder or pass --overwrite")
+        self.overwrite = overwrite
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp",
+                                         dir=self.out.parent))
+        self.ds = Dataset(root=self.tmp, name=name, schema=ClassSchema(names=tuple(classes)),
+                          scale=scale, meta=dict(meta or {}))
+        self._ids: set[str] = set()
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        try:
+            self.ds.save()
+            if self.out.exists():
+                old = self.out.with_name(f".{self.out.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(self.out, old)
+                os.replace(self.tmp, self.out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(self.tmp, self.out)
+            self.ds.root = self.out
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+
+    @property
+    def root(self) -> Path:
+        """The temp folder being written (becomes ``out`` on success)."""
+        return self.tmp
+
+    def add(self, *, item_id: str, patient: str, view: str = "", day: int = 0,
+            image: np.ndarray | None = None, image_file: str | os.PathLike[str] | None = None,
+            confidence: Mapping[str, np.ndarray] | None = None,
+            raters: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+            ignore: np.ndarray | None = None, truth: Mapping[str, np.ndarray] | None = None,
+            video_file: str | os.PathLike[str] | None = None, **extra: Any) -> Item:
+        """Add one item, writing its files.
+
+        Args:
+            item_id: Unique id (used in file names; no slashes).
+            patient: Patient id.
+            view: View name.
+            day: Study day.
+            image: Image array to save as PNG, or
+            image_file: an existing image file to copy unchanged (keeps JPEG/NIfTI/DICOM).
+            confidence: Class -> float map in [0, 1] (or bool mask = 100%).
+            raters: Rater -> class -> bool mask or float map in [0, 1].
+            ignore: Bool mask of pixels to leave out.
+            truth: Class -> bool true mask.
+            video_file: A video file to copy in.
+            **extra: Extra item keys kept in dataset.json.
+        """
+        if not item_id or "/" in item_id or "\\" in item_id or item_id.startswith("."):
+            raise DatasetError(f"invalid item id {item_id!r}; use letters, digits, - and _")
+        if item_id in self._ids:
+            raise DatasetError(f"duplicate item id {item_id!r}")
+        self._ids.add(item_id)
+        it = Item(id=item_id, patient=str(patient), view=str(view), day=int(day), extra=extra)
+        if image is not None:
+            it.image = f"images/{item_id}.png"
+            write_png(self.tmp / it.image, np.asarray(image))
+        elif image_file is not None:
+            src = Path(image_file)
+            suffix = ".nii.gz" if src.name.lower().endswith(".nii.gz") else src.suffix.lower()
+            it.image = f"images/{item_id}{suffix}"
+            (self.tmp / "images").mkdir(exist_ok=True)
+            shutil.copyfile(src, self.tmp / it.image)
+        for cls, arr in (confidence or {}).items():
+            self.ds.schema.index(cls)
+            it.confidence[cls] = f"confidence/{cls}/{item_id}.png"
+            write_png(self.tmp / it.confidence[cls], _to_percent(arr))
+        for rater, m in (raters or {}).items():
+            for cls, arr in m.items():
+                self.ds.schema.index(cls)
+                rel = f"raters/{rater}/{cls}/{item_id}.png"
+                it.raters.setdefault(rater, {})[cls] = rel
+                write_png(self.tmp / rel, _to_percent(arr))
+        if ignore is not None:
+            it.ignore = f"ignore/{item_id}.png"
+            write_png(self.tmp / it.ignore, np.asarray(ignore, dtype=bool).astype(np.uint8))
+        for cls, arr in (truth or {}).items():
+            it.truth[cls] = f"truth/{cls}/{item_id}.png"
+            write_png(self.tmp / it.truth[cls], np.asarray(arr, dtype=bool).astype(np.uint8))
+        if video_file is not None:
+            src = Path(video_file)
+            it.video = f"videos/{item_id}{src.suffix.lower()}"
+            (self.tmp / "videos").mkdir(exist_ok=True)
+            shutil.copyfile(src, self.tmp / it.video)
+        self.ds.items.append(it)
+        return it
+
+    def write_clinical(self, rows: list[dict[str, Any]], columns: list[str]) -> None:
+        """Write clinical.csv (one row per patient-day)."""
+        path = self.tmp / "clinical.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+
+
+def _to_percent(arr: np.ndarray) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 100
+    if a.dtype == np.uint8:
+        if a.max(initial=0) > 100:
+            raise DatasetError("confidence given as uint8 must be percent 0..100")
+        return a
+    return unit_to_percent(a)
