@@ -142,7 +142,8 @@ class Item:
         try:
             day = int(obj.get("day", 0))
         except (TypeError, ValueError):
-            raise DatasetError(f"{where}: 'day' must be an integer, got {obj.get('day')!r}") from None
+            raise DatasetError(
+                f"{where}: 'day' must be an integer, got {obj.get('day')!r}") from None
         for key in ("confidence", "truth"):
             val = obj.get(key, {})
             if not isinstance(val, dict) or not all(isinstance(v, str) for v in val.values()):
@@ -171,7 +172,7 @@ def percent_to_unit(percent: np.ndarray) -> np.ndarray:
 
 
 def unit_to_percent(conf: np.ndarray) -> np.ndarray:
-    """float in [0, 1] -> uint8 percent, rounded to the nearest percent."""
+    """Float in [0, 1] -> uint8 percent, rounded to the nearest percent."""
     c = np.asarray(conf, dtype=np.float64)
     if c.size and (np.nanmin(c) < 0 or np.nanmax(c) > 1):
         raise ValueError("confidence must lie in [0, 1]")

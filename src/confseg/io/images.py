@@ -60,7 +60,8 @@ def _read_nifti(p: Path) -> np.ndarray:
     try:
         import nibabel as nib
     except ImportError as exc:  # pragma: no cover - optional dependency
-        raise MediaError(f"{p}: reading NIfTI needs nibabel: pip install 'confseg[medical]'") from exc
+        raise MediaError(
+            f"{p}: reading NIfTI needs nibabel: pip install 'confseg[medical]'") from exc
     arr = np.asarray(nib.load(str(p)).dataobj)
     arr = np.squeeze(arr)
     if arr.ndim != 2:
@@ -73,7 +74,8 @@ def _read_dicom(p: Path) -> np.ndarray:
     try:
         import pydicom
     except ImportError as exc:  # pragma: no cover - optional dependency
-        raise MediaError(f"{p}: reading DICOM needs pydicom: pip install 'confseg[medical]'") from exc
+        raise MediaError(
+            f"{p}: reading DICOM needs pydicom: pip install 'confseg[medical]'") from exc
     try:
         arr = pydicom.dcmread(str(p)).pixel_array
     except Exception as exc:

@@ -1,0 +1,3 @@
+from confseg.cli import main
+
+main()

@@ -1,0 +1,190 @@
+"""Helpers shared by the importers: path checks, options, patient ids, sizes, rasterising."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from confseg.annotation import ConfidenceLevel
+from confseg.dataset import DatasetWriter, validate_files
+from confseg.errors import ConfsegError, DatasetError, ImportLayoutError
+from confseg.io.images import PIL_SUFFIXES, read_image
+
+ProgressFn = Callable[[int, int], None]
+PathLike = str | os.PathLike[str]
+
+# A source with a single annotator and no confidence: every mark is "certain".
+MARKED_SCALE: tuple[ConfidenceLevel, ...] = (
+    ConfidenceLevel(value=100, name="marked", description="Marked by the annotator."),
+)
+
+
+def check_paths(src: PathLike, dst: PathLike, layout: str) -> tuple[Path, Path]:
+    """Check that ``src`` exists and that ``dst`` neither is nor overlaps it.
+
+    Raises:
+        ImportLayoutError: the source is missing or the two overlap.
+    """
+    s, d = Path(src), Path(dst)
+    if not s.exists():
+        raise ImportLayoutError(f"{s}: source not found; give the folder of a {layout} dataset")
+    rs, rd = s.resolve(), d.resolve()
+    if rd == rs or rd.is_relative_to(rs) or rs.is_relative_to(rd):
+        raise ImportLayoutError(
+            f"{d}: the output folder overlaps the source {s}; choose a DST outside the source"
+        )
+    return s, d
+
+
+def require_dir(path: Path, layout: str, expect: str) -> Path:
+    """Return ``path`` if it is a folder, else raise naming what the layout expects."""
+    if not path.is_dir():
+        raise ImportLayoutError(f"{path}: folder missing; the {layout} layout expects {expect}")
+    return path
+
+
+def require_file(path: Path, layout: str, expect: str) -> Path:
+    """Return ``path`` if it is a file, else raise naming what the layout expects."""
+    if not path.is_file():
+        raise ImportLayoutError(f"{path}: file missing; the {layout} layout expects {expect}")
+    return path
+
+
+def visible(folder: Path) -> list[Path]:
+    """Entries of ``folder`` that are not hidden (no leading dot), in natural order."""
+    return sorted((p for p in folder.iterdir() if not p.name.startswith(".")),
+                  key=lambda p: natural_key(p.name))
+
+
+def natural_key(text: str) -> list[int | str]:
+    """Sort key that orders ``frame2`` before ``frame10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def as_names(value: str | Iterable[str] | None, option: str) -> list[str] | None:
+    """Parse a list option given as a list or a comma-separated string (CLI)."""
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    names = [n for n in names if n]
+    if not names:
+        raise ConfsegError(f"option {option}={value!r} names nothing; give at least one name")
+    return names
+
+
+def as_int(value: object, option: str, lo: int, hi: int) -> int:
+    """Parse an integer option (it may come from the CLI as a string)."""
+    try:
+        out = int(str(value))
+    except ValueError:
+        raise ConfsegError(f"option {option}={value!r} is not an integer") from None
+    if not lo <= out <= hi:
+        raise ConfsegError(f"option {option}={out} is out of range; use {lo}..{hi}")
+    return out
+
+
+def compile_regex(regex: str | None, option: str = "patient_regex") -> re.Pattern[str] | None:
+    """Compile a user regex, raising a one-line error if it is invalid."""
+    if regex is None or regex == "":
+        return None
+    try:
+        return re.compile(regex)
+    except re.error as exc:
+        raise ConfsegError(f"option {option}={regex!r} is not a valid regex ({exc})") from None
+
+
+def patient_from(name: str, regex: re.Pattern[str] | None) -> str:
+    """Patient id from a case/image name.
+
+    Without a regex the whole name is the patient. With one, the named group
+    ``patient``, else group 1, else the whole match is used.
+
+    Raises:
+        ImportLayoutError: the regex does not match ``name``.
+    """
+    if regex is None:
+        return name
+    m = regex.search(name)
+    if m is None:
+        raise ImportLayoutError(f"{name}: patient_regex {regex.pattern!r} does not match this "
+                                "name; fix the regex so that it matches every case")
+    if "patient" in regex.groupindex:
+        out = m.group("patient")
+    elif regex.groups >= 1:
+        out = m.group(1)
+    else:
+        out = m.group(0)
+    if not out:
+        raise ImportLayoutError(f"{name}: patient_regex {regex.pattern!r} extracts an empty "
+                                "patient id; fix the regex")
+    return out
+
+
+def safe_id(text: str) -> str:
+    """An item id usable as a file name: path separators and odd characters become ``_``."""
+    out = re.sub(r"[^A-Za-z0-9_.+=-]", "_", text).lstrip(".")
+    return out or "item"
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of an image file; PIL formats are sized from the header without decoding."""
+    if path.suffix.lower() in PIL_SUFFIXES:
+        try:
+            with Image.open(path) as im:
+                return im.height, im.width
+        except OSError:
+            pass  # let read_image raise its MediaError
+    return tuple(read_image(path).shape[:2])  # type: ignore[return-value]
+
+
+def check_size(shape: tuple[int, int], arr_shape: Sequence[int], path: Path, image: Path) -> None:
+    """Raise the validation error if a map's size differs from its image's.
+
+    Raises:
+        DatasetError: naming the map and the image, as dataset validation does.
+    """
+    if tuple(arr_shape[:2]) != tuple(shape):
+        raise DatasetError(
+            f"{path}: size {arr_shape[1]}x{arr_shape[0]} differs from image {image} "
+            f"({shape[1]}x{shape[0]}); resample the mask to the image")
+
+
+def binarise(arr: np.ndarray, threshold: int = 127) -> np.ndarray:
+    """Binary mask from a 0/1 or 0/255 (possibly lossy, possibly colour) mask array."""
+    a = np.asarray(arr)
+    if a.ndim == 3:
+        a = a.max(axis=-1)
+    if int(a.max(initial=0)) <= 1:
+        return a > 0
+    return a > threshold
+
+
+def fill_polygon(shape: tuple[int, int], points: Sequence[tuple[float, float]]) -> np.ndarray:
+    """Rasterise a closed polygon given in pixel ``(x, y)`` coordinates to a bool mask.
+
+    Pixels whose centre (integer coordinate) lies inside or on the outline are set,
+    as PIL's ImageDraw fills them.
+    """
+    canvas = Image.new("L", (shape[1], shape[0]), 0)
+    ImageDraw.Draw(canvas).polygon([(float(x), float(y)) for x, y in points], fill=1, outline=1)
+    return np.asarray(canvas, dtype=bool)
+
+
+def tick(progress: ProgressFn | None, done: int, total: int) -> None:
+    """Report progress if a callback was given."""
+    if progress is not None:
+        progress(done, total)
+
+
+def finish(writer: DatasetWriter) -> None:
+    """Fully validate what was written (still in the writer's temp folder).
+
+    Call it as the last statement inside the ``with DatasetWriter(...)`` block so that
+    an invalid result never reaches the destination.
+    """
+    validate_files(writer.ds)

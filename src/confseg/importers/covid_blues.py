@@ -1,0 +1,173 @@
+"""Importer for COVID-BLUES (Wiedemann et al. 2025): LUS videos + severity + clinical data.
+
+Source layout::
+
+    SRC/lus_videos/patient_<id>_<L|R><1-3>[_<k>].mp4
+    SRC/severity.csv               video_file, Severity Score, A-lines, B-lines, comments
+    SRC/clinical_variables.csv     one row per patient (patient_id, ...)
+
+One video-only item per video (no image, no masks); clinical.csv gets one row per
+patient on day 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from confseg.dataset import DatasetWriter
+from confseg.errors import ImportLayoutError
+from confseg.importers._common import (
+    PathLike,
+    ProgressFn,
+    check_paths,
+    finish,
+    require_dir,
+    require_file,
+    tick,
+    visible,
+)
+
+LAYOUT = "covid-blues"
+CLASSES = ("pleural_line", "b_line", "a_line")
+ROOM_AIR_FIO2 = 0.21
+_VIDEO_RE = re.compile(r"^patient_(?P<pid>\d+)_(?P<view>[LR][1-3])(?:_(?P<rep>\d+))?$")
+_EXPECT_VIDEO = "lus_videos/patient_<id>_<L|R><1-3>.mp4"
+CLINICAL_COLUMNS = [
+    "patient", "day", "spo2", "fio2", "sf_ratio", "spo2_with_ox", "oxygen_liter",
+    "respiratory_rate", "outcome_d30", "outcome_d0", "outcome_d1", "outcome_d3", "outcome_d5",
+    "outcome_d7", "los_totaladmission", "stay_icu", "diagnosis", "cov_test",
+]
+_SOURCE_COLUMNS = {  # clinical.csv column -> clinical_variables.csv column
+    "spo2_with_ox": "oxygen_saturation_with_ox",
+    "oxygen_liter": "oxygen_liter",
+    "respiratory_rate": "respiratory_rate",
+}
+_CODE_COLUMNS = {  # integer-coded columns
+    "outcome_d30": "outcome_status_d30", "outcome_d0": "outcome_status_d0",
+    "outcome_d1": "outcome_status_d1", "outcome_d3": "outcome_status_d3",
+    "outcome_d5": "outcome_status_d5", "outcome_d7": "outcome_status_d7",
+    "los_totaladmission": "los_totaladmission", "stay_icu": "stay_icu", "cov_test": "cov_test",
+}
+_RANGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*$")
+
+
+def parse_number(text: str | None) -> float | None:
+    """A clinical value as float, or None when missing.
+
+    Empty cells and negative values (the dataset codes -99 = missing and -96 = not
+    applicable; none of the imported quantities can be negative) are missing. A range
+    such as ``90-92`` becomes its midpoint.
+    """
+    if text is None or not text.strip():
+        return None
+    m = _RANGE_RE.match(text)
+    if m:
+        return (float(m[1]) + float(m[2])) / 2
+    try:
+        val = float(text)
+    except ValueError:
+        return None
+    if math.isnan(val) or val < 0:
+        return None
+    return val
+
+
+def _parse_code(text: str | None) -> int | None:
+    val = parse_number(text)
+    return None if val is None else int(round(val))
+
+
+def _parse_yes_no(text: str | None) -> bool | None:
+    t = (text or "").strip().lower()
+    return True if t in ("yes", "y", "1", "true") else False if t in ("no", "n", "0",
+                                                                        "false") else None
+
+
+def _read_csv(path: Path, key: str) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or key not in reader.fieldnames:
+            raise ImportLayoutError(f"{path}: column {key!r} missing; the {LAYOUT} layout "
+                                    f"expects it in the header")
+        return list(reader)
+
+
+def clinical_row(row: dict[str, str]) -> dict[str, Any]:
+    """One clinical.csv row (day 0) from a clinical_variables.csv row."""
+    spo2 = parse_number(row.get("oxygen_saturation_without_ox"))
+    out: dict[str, Any] = {"patient": str(int(float(row["patient_id"]))), "day": 0,
+                           "spo2": spo2,
+                           "fio2": ROOM_AIR_FIO2 if spo2 is not None else None,
+                           "sf_ratio": round(spo2 / ROOM_AIR_FIO2, 1) if spo2 is not None
+                           else None}
+    for dst, col in _SOURCE_COLUMNS.items():
+        out[dst] = parse_number(row.get(col))
+    for dst, col in _CODE_COLUMNS.items():
+        out[dst] = _parse_code(row.get(col))
+    diagnoses = [k.split("#", 1)[1] for k, v in row.items()
+                 if k.startswith("clin_diagn#") and parse_number(v) == 1]
+    out["diagnosis"] = diagnoses[0] if len(diagnoses) == 1 else None
+    return out
+
+
+def _scan_videos(folder: Path) -> list[tuple[Path, re.Match[str]]]:
+    videos = []
+    for p in visible(folder):
+        m = _VIDEO_RE.match(p.stem)
+        if not p.is_file() or p.suffix.lower() != ".mp4" or m is None:
+            raise ImportLayoutError(f"{p}: unexpected file; the {LAYOUT} layout expects "
+                                    f"{_EXPECT_VIDEO}")
+        videos.append((p, m))
+    if not videos:
+        raise ImportLayoutError(f"{folder}: no videos; the {LAYOUT} layout expects "
+                                f"{_EXPECT_VIDEO}")
+    videos.sort(key=lambda v: (int(v[1]["pid"]), v[1]["view"], int(v[1]["rep"] or 1)))
+    return videos
+
+
+def import_covid_blues(src: PathLike, dst: PathLike, *, overwrite: bool = False,
+                       progress: ProgressFn | None = None, name: str | None = None) -> Path:
+    """Import COVID-BLUES into a native (video-only) dataset with clinical.csv.
+
+    Args:
+        src: Folder holding ``lus_videos/``, ``severity.csv`` and ``clinical_variables.csv``.
+        dst: New dataset folder.
+        overwrite: Replace ``dst`` if it exists.
+        progress: Called as ``progress(done, total)`` after each video.
+        name: Dataset name (default: the source folder's name).
+
+    Returns:
+        The dataset folder.
+    """
+    src_p, dst_p = check_paths(src, dst, LAYOUT)
+    videos = _scan_videos(require_dir(src_p / "lus_videos", LAYOUT, _EXPECT_VIDEO))
+    sev_path = require_file(src_p / "severity.csv", LAYOUT, "severity.csv (one row per video)")
+    clin_path = require_file(src_p / "clinical_variables.csv", LAYOUT,
+                             "clinical_variables.csv (one row per patient)")
+    severity = {r["video_file"].strip(): r for r in _read_csv(sev_path, "video_file")}
+    clin_rows = _read_csv(clin_path, "patient_id")
+    try:
+        clinical = sorted((clinical_row(r) for r in clin_rows), key=lambda r: int(r["patient"]))
+    except ValueError:
+        raise ImportLayoutError(f"{clin_path}: a patient_id is not a number; the {LAYOUT} "
+                                "layout expects integer patient ids") from None
+    total = len(videos)
+    meta = {"source": {"layout": LAYOUT, "path": str(src_p.resolve())}}
+    tick(progress, 0, total)
+    with DatasetWriter(dst_p, name=name or src_p.resolve().name, classes=CLASSES, meta=meta,
+                       overwrite=overwrite) as w:
+        for done, (path, m) in enumerate(videos, 1):
+            sev = severity.get(path.stem, {})
+            w.add(item_id=path.stem, patient=str(int(m["pid"])), view=m["view"], day=0, video_file=path,
+                  severity=parse_number(sev.get("Severity Score")),
+                  a_lines=_parse_yes_no(sev.get("A-lines")),
+                  b_lines=_parse_yes_no(sev.get("B-lines")),
+                  severity_comment=(sev.get("comments") or "").strip() or None)
+            tick(progress, done, total)
+        w.write_clinical(clinical, CLINICAL_COLUMNS)
+        finish(w)
+    return dst_p

@@ -1,0 +1,169 @@
+"""Patient-grouped K-fold splits (``splits.json``). Frames of one patient never straddle folds.
+
+``splits.json``::
+
+    {"k": 5, "seed": 0, "group": "patient",
+     "folds": [["p001", "p007"], ["p002", ...], ...]}
+
+For fold ``f`` the test set is ``folds[f]``; the validation set (early stopping, checkpoint
+selection, calibration) is ``folds[(f + 1) % k]``; training uses the remaining folds. With
+two folds there is no room for a validation fold, and an error says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from confseg.dataset import Dataset
+from confseg.errors import SplitError
+from confseg.io.atomic import atomic_write_text
+
+
+@dataclass(frozen=True, kw_only=True)
+class Splits:
+    """Patients per fold.
+
+    Attributes:
+        folds: One tuple of patient ids per fold.
+        seed: Seed used to assign patients.
+    """
+
+    folds: tuple[tuple[str, ...], ...]
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        seen: dict[str, int] = {}
+        for f, pats in enumerate(self.folds):
+            for p in pats:
+                if p in seen:
+                    raise SplitError(f"patient {p!r} is in folds {seen[p]} and {f}; a patient must "
+                                     "be in exactly one fold (regenerate: `confseg split`)")
+                seen[p] = f
+
+    @property
+    def k(self) -> int:
+        """Number of folds."""
+        return len(self.folds)
+
+    def patients(self) -> list[str]:
+        """All patients, in fold order."""
+        return [p for pats in self.folds for p in pats]
+
+    def fold_of(self, patient: str) -> int:
+        """Fold index of ``patient``."""
+        for f, pats in enumerate(self.folds):
+            if patient in pats:
+                return f
+        raise SplitError(f"patient {patient!r} is in no fold")
+
+    def _check_fold(self, fold: int) -> None:
+        if not 0 <= fold < self.k:
+            raise SplitError(f"fold {fold} does not exist; this split has folds 0..{self.k - 1}")
+
+    def partition(self, fold: int, *, validation: bool = True
+                  ) -> tuple[list[str], list[str], list[str]]:
+        """Patients for ``(train, val, test)`` of one fold.
+
+        Args:
+            fold: Test fold index.
+            validation: Hold out the next fold for validation (else ``val`` is empty).
+        """
+        self._check_fold(fold)
+        test = list(self.folds[fold])
+        val: list[str] = []
+        if validation:
+            if self.k < 3:
+                raise SplitError(f"{self.k} folds leave no fold for validation; use k >= 3")
+            val = list(self.folds[(fold + 1) % self.k])
+        used = set(test) | set(val)
+        train = [p for p in self.patients() if p not in used]
+        return train, val, test
+
+    def to_json(self) -> dict:
+        """The splits.json object."""
+        return {"k": self.k, "seed": self.seed, "group": "patient",
+                "folds": [list(f) for f in self.folds]}
+
+
+def make_splits(dataset: Dataset, *, k: int | str = 5, seed: int = 0) -> Splits:
+    """Assign patients to ``k`` folds, balancing the number of image items per fold.
+
+    Args:
+        dataset: The dataset (only image items count toward balance; all patients are assigned).
+        k: Number of folds, or ``"loo"`` for one patient per fold.
+        seed: Shuffle seed; ties are broken randomly, so different seeds give different splits.
+    """
+    counts = Counter(it.patient for it in dataset.items)
+    patients = sorted(counts)
+    if k == "loo":
+        k = len(patients)
+    try:
+        k = int(k)
+    except (TypeError, ValueError):
+        raise SplitError(f"k={k!r}; give a number of folds or 'loo'") from None
+    if k < 2:
+        raise SplitError(f"k={k}: need at least 2 folds")
+    if k > len(patients):
+        raise SplitError(f"k={k} folds but only {len(patients)} patients in {dataset.root}; "
+                         f"use k <= {len(patients)}")
+    rng = np.random.default_rng(seed)
+    order = [patients[i] for i in rng.permutation(len(patients))]
+    order.sort(key=lambda p: -counts[p])  # stable: random among equal counts
+    folds: list[list[str]] = [[] for _ in range(k)]
+    load = [0] * k
+    for p in order:
+        f = min(range(k), key=lambda i: (load[i], len(folds[i]), i))
+        folds[f].append(p)
+        load[f] += counts[p]
+    return Splits(folds=tuple(tuple(sorted(f)) for f in folds), seed=seed)
+
+
+def check_splits(splits: Splits, dataset: Dataset, *, where: str = "splits") -> None:
+    """Check that ``splits`` covers exactly the dataset's patients.
+
+    Raises:
+        SplitError: naming the first unknown or missing patient.
+    """
+    known = set(dataset.patients())
+    listed = set(splits.patients())
+    if extra := sorted(listed - known):
+        raise SplitError(f"{where}: patient {extra[0]!r} is not in dataset {dataset.root}; "
+                         "regenerate the splits for this dataset")
+    if missing := sorted(known - listed):
+        raise SplitError(f"{where}: patient {missing[0]!r} of {dataset.root} is in no fold; "
+                         "regenerate the splits for this dataset")
+
+
+def write_splits(path: str | os.PathLike[str], splits: Splits) -> None:
+    """Write ``splits.json`` atomically."""
+    atomic_write_text(path, json.dumps(splits.to_json(), indent=1) + "\n")
+
+
+def read_splits(path: str | os.PathLike[str]) -> Splits:
+    """Read and check a ``splits.json``.
+
+    Raises:
+        SplitError: malformed file or a patient in two folds.
+    """
+    p = Path(path)
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SplitError(f"{p}: not found; create it with `confseg split DATASET`") from None
+    except json.JSONDecodeError as exc:
+        raise SplitError(f"{p}: not valid JSON ({exc.msg}, line {exc.lineno}); fix or "
+                         "regenerate it") from None
+    folds = obj.get("folds") if isinstance(obj, dict) else None
+    if not isinstance(folds, list) or not all(isinstance(f, list) for f in folds):
+        raise SplitError(f"{p}: needs 'folds': a list of lists of patient ids")
+    try:
+        return Splits(folds=tuple(tuple(str(x) for x in f) for f in folds),
+                      seed=int(obj.get("seed", 0)))
+    except SplitError as exc:
+        raise SplitError(f"{p}: {exc}") from None

@@ -1,0 +1,171 @@
+"""A PyTorch ``Dataset`` over a native confseg dataset.
+
+Each sample is a dict of tensors at a fixed square ``size`` (letterboxed, padding marked
+invalid):
+
+- ``image``  ``(C, S, S)`` float32 in [0, 1]
+- ``conf``   ``(K, S, S)`` float32 confidence in [0, 1]
+- ``valid``  ``(1, S, S)`` 1 where a pixel counts (image, not padding, not in ignore/)
+- ``raters`` ``(R, K, S, S)`` when the dataset has raters (absent rater = zeros)
+- ``target``, ``weight`` ``(K, S, S)`` when a strategy is given (weight already includes
+  ``valid``)
+- ``id``, ``patient`` strings
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+
+from confseg.annotation import Item
+from confseg.dataset import Dataset
+from confseg.errors import StrategyError
+from confseg.targets import RaterSample, Strategy, parse_strategy
+from confseg.transforms import Letterbox
+
+
+def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """Image ``(H, W)`` or ``(H, W, C)`` of any dtype -> ``(channels, H, W)`` float32 in [0, 1]."""
+    a = np.asarray(img)
+    if np.issubdtype(a.dtype, np.integer):
+        scale = 255.0 if a.dtype == np.uint8 else float(max(int(a.max(initial=0)), 1))
+        x = a.astype(np.float32) / scale
+    else:
+        x = a.astype(np.float32)
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        if lo < 0 or hi > 1:
+            x = (x - lo) / max(hi - lo, 1e-8)
+    x = x[None] if x.ndim == 2 else np.moveaxis(x[..., :3], -1, 0)
+    if x.shape[0] == channels:
+        return np.ascontiguousarray(x)
+    if channels == 1:
+        return x.mean(axis=0, keepdims=True)
+    if x.shape[0] == 1:
+        return np.repeat(x, channels, axis=0)
+    raise ValueError(f"cannot map {x.shape[0]} image channels to {channels}")
+
+
+class SegmentationDataset(TorchDataset):
+    """Samples of a native dataset, resized/padded to ``size``.
+
+    Args:
+        dataset: A loaded :class:`~confseg.dataset.Dataset`.
+        items: Items to serve (default: all image items).
+        size: Square canvas side.
+        channels: Model input channels (grey images are repeated, colour averaged).
+        strategy: Label strategy (object or string) producing ``target``/``weight``.
+        transform: A dictionary transform (e.g. :func:`confseg.transforms.ultrasound_augment`)
+            applied before the strategy.
+        cache: Keep decoded, letterboxed arrays in memory (uint8) after first use.
+        seed: Seed for the rater draw of the ``rater`` strategy.
+    """
+
+    def __init__(self, dataset: Dataset, items: Sequence[Item] | None = None, *, size: int = 256,
+                 channels: int = 1, strategy: Strategy | str | None = None,
+                 transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 cache: bool = True, seed: int = 0) -> None:
+        self.ds = dataset
+        self.items = list(items) if items is not None else dataset.image_items()
+        self.size = int(size)
+        self.channels = int(channels)
+        self.strategy = parse_strategy(strategy) if strategy is not None else None
+        self.transform = transform
+        self.cache = cache
+        self.rater_names = dataset.raters()
+        self._cache: dict[int, dict[str, Any]] = {}
+        self._rng = np.random.default_rng(seed)
+        if isinstance(self.strategy, RaterSample):
+            if not self.rater_names:
+                raise StrategyError(f"strategy {self.strategy.spec!r} needs rater masks, but "
+                                    f"{dataset.root} has no raters/; pick another strategy")
+            if self.strategy.name and self.strategy.name not in self.rater_names:
+                raise StrategyError(f"rater {self.strategy.name!r} is not in {dataset.root}; "
+                                    f"raters are {self.rater_names}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def letterbox(self, index: int) -> Letterbox:
+        """The letterbox geometry of sample ``index``."""
+        return self._load(index)["box"]
+
+    def _load(self, index: int) -> dict[str, Any]:
+        if index in self._cache:
+            return self._cache[index]
+        it = self.items[index]
+        img = to_channels(self.ds.read_image(it), self.channels)
+        h, w = img.shape[1:]
+        box = Letterbox.fit(h, w, self.size)
+        conf = np.stack([self.ds.read_confidence(it, c, (h, w)) for c in self.ds.classes])
+        valid = np.ones((1, h, w), np.float32)
+        ign = self.ds.read_ignore(it)
+        if ign is not None:
+            valid[0][ign] = 0.0
+        rec: dict[str, Any] = {
+            "box": box,
+            "image": _u8(box.apply(torch.from_numpy(img), mode="bilinear"), 255.0),
+            "conf": _u8(box.apply(torch.from_numpy(conf) * 100, mode="nearest")),
+            "valid": _u8(box.apply(torch.from_numpy(valid), mode="nearest") * box.valid()),
+        }
+        present = [r for r in self.rater_names if r in it.raters]
+        if present:
+            rat = np.stack([
+                np.stack([self.ds.read_rater(it, r, c, (h, w)) for c in self.ds.classes])
+                for r in self.rater_names])
+            rk = torch.from_numpy(rat).reshape(-1, h, w) * 100
+            rec["raters"] = _u8(box.apply(rk, mode="nearest")).reshape(
+                len(self.rater_names), len(self.ds.classes), self.size, self.size)
+            rec["rater_present"] = [r in it.raters for r in self.rater_names]
+        if self.cache:
+            self._cache[index] = rec
+        return rec
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rec = self._load(index)
+        it = self.items[index]
+        sample: dict[str, Any] = {
+            "image": rec["image"].float() / 255.0,
+            "conf": rec["conf"].float() / 100.0,
+            "valid": rec["valid"].float(),
+        }
+        nk = len(self.ds.classes)
+        if "raters" in rec:
+            sample["raters"] = rec["raters"].reshape(-1, self.size, self.size).float() / 100.0
+        if self.transform is not None:
+            sample = dict(self.transform(sample))
+            sample = {k: torch.as_tensor(v).as_subclass(torch.Tensor) for k, v in sample.items()}
+        if "raters" in sample:
+            sample["raters"] = sample["raters"].reshape(-1, nk, self.size, self.size)
+        if self.strategy is not None:
+            sample["target"], sample["weight"] = self._targets(sample, rec, it)
+        sample["id"] = it.id
+        sample["patient"] = it.patient
+        return sample
+
+    def _targets(self, sample: dict[str, Any], rec: dict[str, Any], it: Item
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.strategy is not None
+        conf = sample["conf"].numpy()
+        if isinstance(self.strategy, RaterSample):
+            present = [i for i, ok in enumerate(rec.get("rater_present", [])) if ok]
+            if not present:
+                raise StrategyError(f"item {it.id!r}: strategy "
+                                    f"{self.strategy.spec!r} needs rater masks; this item has none")
+            if self.strategy.name:
+                idx = self.rater_names.index(self.strategy.name)
+            else:
+                idx = present[int(self._rng.integers(len(present)))]
+            t, w = self.strategy.apply(conf, raters=sample["raters"].numpy(), index=idx)
+        else:
+            t, w = self.strategy.apply(conf)
+        weight = torch.from_numpy(w) * sample["valid"]
+        return torch.from_numpy(t), weight
+
+
+def _u8(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Store a float tensor compactly as uint8 after multiplying by ``scale``."""
+    return (x * scale).round_().clamp_(0, 255).to(torch.uint8)

@@ -1,0 +1,55 @@
+"""Shared tiny fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from confseg.dataset import DatasetWriter
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_data(name: str) -> Path:
+    """Path of a shared real dataset, skipping the test when it is absent."""
+    p = SHARED_DATA / name
+    if not p.is_dir():
+        pytest.skip(f"real dataset {p} not present")
+    return p
+
+
+def write_tiny_dataset(root: Path, *, patients: int = 4, per_patient: int = 2, size=(32, 40),
+                       classes=("a", "b"), raters: int = 0, seed: int = 0, ignore: bool = False,
+                       rgb: bool = False) -> Path:
+    """A small native dataset with random images and level-valued confidence."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    with DatasetWriter(root, name="tiny", classes=classes) as wr:
+        for p in range(patients):
+            for k in range(per_patient):
+                shape = (h, w, 3) if rgb else (h, w)
+                img = rng.integers(0, 256, shape, dtype=np.uint8)
+                conf = {}
+                for c in classes:
+                    m = np.zeros((h, w), np.float32)
+                    y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+                    m[y0:y0 + h // 3, x0:x0 + w // 3] = rng.choice([0.2, 0.4, 0.6, 0.8, 1.0])
+                    conf[c] = m
+                rat = {}
+                for r in range(raters):
+                    rat[f"r{r + 1}"] = {c: conf[c] >= rng.choice([0.2, 0.6]) for c in classes}
+                ign = None
+                if ignore:
+                    ign = np.zeros((h, w), bool)
+                    ign[:, :2] = True
+                wr.add(item_id=f"p{p}_{k}", patient=f"p{p}", view=f"v{k}", day=0, image=img,
+                       confidence=conf, raters=rat or None, ignore=ign)
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """A 4-patient, 2-class tiny dataset folder."""
+    return write_tiny_dataset(tmp_path / "ds")

@@ -1,0 +1,39 @@
+import json
+
+from typer.testing import CliRunner
+
+from confseg.cli import app
+
+runner = CliRunner()
+
+
+def test_info_json(tiny_dataset):
+    r = runner.invoke(app, ["info", str(tiny_dataset), "--json"])
+    assert r.exit_code == 0, r.output
+    obj = json.loads(r.stdout)
+    assert obj["items"] == 8 and obj["patients"] == 4
+    assert set(obj["classes"]) == {"a", "b"}
+    levels = obj["classes"]["a"]["levels"]
+    assert levels[0] == 0 and set(levels) <= {0, 20, 40, 60, 80, 100} and len(levels) >= 2
+    assert sum(obj["classes"]["a"]["histogram"].values()) > 0
+
+
+def test_info_table(tiny_dataset):
+    r = runner.invoke(app, ["info", str(tiny_dataset), "--quiet"])
+    assert r.exit_code == 0 and "patients 4" in r.stdout and "pixels marked" in r.stdout
+
+
+def test_user_error_is_one_line_no_traceback(tmp_path):
+    r = runner.invoke(app, ["info", str(tmp_path / "missing")])
+    assert r.exit_code == 2
+    assert "error:" in r.output and "dataset folder not found" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_split_writes_json(tiny_dataset):
+    r = runner.invoke(app, ["split", str(tiny_dataset), "--k", "4"])
+    assert r.exit_code == 0, r.output
+    s = json.loads((tiny_dataset / "splits.json").read_text())
+    assert sorted(p for f in s["folds"] for p in f) == ["p0", "p1", "p2", "p3"]
+    r = runner.invoke(app, ["split", str(tiny_dataset), "--k", "9"])
+    assert r.exit_code == 2 and "only 4 patients" in r.output

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+from confseg.dataset import load_dataset
+from confseg.errors import StrategyError
+from confseg.torchdata import SegmentationDataset, to_channels
+from confseg.transforms import Letterbox, ultrasound_augment
+
+from conftest import write_tiny_dataset
+
+
+@pytest.fixture
+def ds(tmp_path):
+    return load_dataset(write_tiny_dataset(tmp_path / "ds", raters=2, ignore=True))
+
+
+def test_letterbox_shapes_padding_and_levels(ds):
+    sd = SegmentationDataset(ds, size=48, strategy="threshold:0.6")
+    s = sd[0]
+    assert s["image"].shape == (1, 48, 48) and s["conf"].shape == (2, 48, 48)
+    # 32x40 -> 38x48 (scale 1.2), padded at the bottom: rows 38.. are invalid.
+    box = sd.letterbox(0)
+    assert (box.new_height, box.new_width) == (38, 48)
+    assert s["valid"][0, 38:].sum() == 0 and s["weight"][:, 38:].sum() == 0
+    # ignore/ marks the first two source columns -> left canvas columns are invalid.
+    assert s["valid"][0, :38, 0].sum() == 0 and s["valid"][0, :38, 10].all()
+    levels = set(np.unique(np.round(s["conf"].numpy() * 100)).tolist())
+    assert levels <= {0, 20, 40, 60, 80, 100}
+    np.testing.assert_array_equal(s["target"].numpy(),
+                                  ((s["conf"] >= 0.6 - 1e-6) & (s["conf"] > 0)).float().numpy())
+
+
+def test_letterbox_invert_round_trip():
+    box = Letterbox.fit(30, 50, 64)
+    # Blocky maps (10x10 cells) survive nearest resampling up and back except at cell edges.
+    x = torch.rand(2, 3, 5).repeat_interleave(10, 1).repeat_interleave(10, 2)
+    back = box.invert(box.apply(x, mode="nearest"), mode="nearest")
+    assert back.shape == (2, 30, 50)
+    assert (back != x).float().mean() < 0.05
+
+
+def test_augmentation_keeps_levels_and_alignment(ds):
+    aug = ultrasound_augment(label_keys=("conf", "valid", "raters"))
+    aug.set_random_state(0)
+    sd = SegmentationDataset(ds, size=48, strategy="soft", transform=aug)
+    for i in range(len(sd)):
+        s = sd[i]
+        assert set(np.unique(np.round(s["conf"].numpy() * 100)).tolist()) <= {
+            0, 20, 40, 60, 80, 100}
+        assert s["image"].min() >= 0 and s["image"].max() <= 1
+        assert s["raters"].shape == (2, 2, 48, 48)
+        assert isinstance(s["image"], torch.Tensor) and type(s["image"]) is torch.Tensor
+
+
+def test_rater_strategy_draws_present_raters(ds):
+    sd = SegmentationDataset(ds, size=32, strategy="rater", seed=0)
+    targets = {float(sd[0]["target"].sum()) for _ in range(30)}
+    assert len(targets) >= 1
+    r1 = SegmentationDataset(ds, size=32, strategy="rater:r1")[0]
+    np.testing.assert_array_equal(r1["target"].numpy(), r1["raters"][0].numpy())
+
+
+def test_rater_strategy_without_raters_is_an_error(tmp_path):
+    ds = load_dataset(write_tiny_dataset(tmp_path / "nr"))
+    with pytest.raises(StrategyError, match="needs rater masks, but .* has no raters/"):
+        SegmentationDataset(ds, strategy="rater")
+    with pytest.raises(StrategyError, match="rater 'zz' is not in"):
+        SegmentationDataset(load_dataset(write_tiny_dataset(tmp_path / "r", raters=1)),
+                            strategy="rater:zz")
+
+
+def test_channels_and_rgb(tmp_path):
+    ds = load_dataset(write_tiny_dataset(tmp_path / "rgb", rgb=True))
+    assert SegmentationDataset(ds, size=32, channels=3)[0]["image"].shape == (3, 32, 32)
+    assert SegmentationDataset(ds, size=32, channels=1)[0]["image"].shape == (1, 32, 32)
+    assert to_channels(np.full((2, 2), 65535, np.uint16), 1).max() == 1.0
+
+
+def test_works_with_dataloader_workers(ds):
+    sd = SegmentationDataset(ds, size=32, strategy="weighted")
+    dl = torch.utils.data.DataLoader(sd, batch_size=4, num_workers=2)
+    batch = next(iter(dl))
+    assert batch["target"].shape == (4, 2, 32, 32) and len(batch["id"]) == 4
