@@ -8,7 +8,6 @@ from PIL import Image
 
 from confseg.dataset import DatasetWriter, load_dataset
 from confseg.errors import ConfsegError, DatasetError
-
 from conftest import write_tiny_dataset
 
 
@@ -47,7 +46,7 @@ def test_writer_leaves_nothing_on_failure(tmp_path):
 
 
 def test_writer_refuses_existing_folder_unless_overwrite(tmp_path, tiny_dataset):
-    with pytest.raises(ConfsegError, match="already exists.*--overwrite"):
+    with pytest.raises(ConfsegError, match=r"already exists.*--overwrite"):
         DatasetWriter(tiny_dataset, name="x", classes=["a"])
     with DatasetWriter(tiny_dataset, name="new", classes=["a"], overwrite=True) as w:
         w.add(item_id="z", patient="p", image=np.zeros((4, 4), np.uint8))

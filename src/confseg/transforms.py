@@ -57,8 +57,7 @@ class Letterbox:
         """Fit a ``(C, H, W)`` tensor into the canvas (zero padding)."""
         x = arr.unsqueeze(0).float()
         if (self.new_height, self.new_width) != (self.height, self.width):
-            kw = {"align_corners": False, "antialias": True} if mode == "bilinear" else {}
-            x = F.interpolate(x, size=(self.new_height, self.new_width), mode=mode, **kw)
+            x = _resize(x, (self.new_height, self.new_width), mode, antialias=True)
         x = F.pad(x, (0, self.size - self.new_width, 0, self.size - self.new_height))
         return x[0]
 
@@ -72,9 +71,18 @@ class Letterbox:
         """Map a ``(C, size, size)`` canvas tensor back to the original ``(C, H, W)``."""
         x = arr[:, : self.new_height, : self.new_width].unsqueeze(0).float()
         if (self.new_height, self.new_width) != (self.height, self.width):
-            kw = {"align_corners": False} if mode == "bilinear" else {}
-            x = F.interpolate(x, size=(self.height, self.width), mode=mode, **kw)
+            x = _resize(x, (self.height, self.width), mode, antialias=False)
         return x[0]
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str, *, antialias: bool
+            ) -> torch.Tensor:
+    """Resize ``(N, C, H, W)``; ``nearest`` is centre-aligned (``nearest-exact``) so label maps
+    do not shift by a pixel and round-trip exactly.
+    """
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest-exact")
+    return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=antialias)
 
 
 class RandSpeckled(Randomizable, MapTransform):
