@@ -77,8 +77,9 @@ class Letterbox:
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str, *, antialias: bool
             ) -> torch.Tensor:
-    """Resize ``(N, C, H, W)``; ``nearest`` is centre-aligned (``nearest-exact``) so label maps
-    do not shift by a pixel and round-trip exactly.
+    """Resize ``(N, C, H, W)``.
+
+    ``nearest`` is centre-aligned (``nearest-exact``) so label maps do not shift by a pixel.
     """
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest-exact")
