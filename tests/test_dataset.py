@@ -8,6 +8,7 @@ from PIL import Image
 
 from confseg.dataset import DatasetWriter, load_dataset
 from confseg.errors import ConfsegError, DatasetError
+
 from conftest import write_tiny_dataset
 
 

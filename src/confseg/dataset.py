@@ -39,7 +39,7 @@ from confseg.annotation import (
 )
 from confseg.errors import ConfsegError, DatasetError, MediaError
 from confseg.io.atomic import atomic_write_text
-from confseg.io.images import read_image, read_mask, read_percent_map, write_png
+from confseg.io.images import read_image, read_mask, read_percent_map, to_grey_max, write_png
 
 FORMAT_VERSION = 1
 DATASET_JSON = "dataset.json"
@@ -132,9 +132,7 @@ class Dataset:
         rel = item.raters.get(rater, {}).get(cls)
         if rel is None:
             return np.zeros(shape or self.image_size(item), dtype=np.float32)
-        arr = read_image(self.path(rel))
-        if arr.ndim == 3:
-            arr = arr.max(axis=-1)
+        arr = to_grey_max(read_image(self.path(rel)))
         top = int(arr.max(initial=0))
         if top > 100:  # 0/255 binary mask
             return (arr > 127).astype(np.float32)
@@ -352,11 +350,12 @@ class DatasetWriter:
             raise ConfsegError(f"{self.out}: already exists and is not empty; choose a new "
                                "folder or pass --overwrite")
         self.overwrite = overwrite
+        schema = ClassSchema(names=tuple(classes))  # validate before creating anything
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp",
                                          dir=self.out.parent))
-        self.ds = Dataset(root=self.tmp, name=name, schema=ClassSchema(names=tuple(classes)),
-                          scale=scale, meta=dict(meta or {}))
+        self.ds = Dataset(root=self.tmp, name=name, schema=schema, scale=scale,
+                          meta=dict(meta or {}))
         self._ids: set[str] = set()
 
     def __enter__(self) -> DatasetWriter:

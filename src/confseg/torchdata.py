@@ -61,7 +61,9 @@ class SegmentationDataset(TorchDataset):
         transform: A dictionary transform (e.g. :func:`confseg.transforms.ultrasound_augment`)
             applied before the strategy.
         cache: Keep decoded, letterboxed arrays in memory (uint8) after first use.
-        seed: Seed for the rater draw of the ``rater`` strategy.
+        seed: Base seed. Augmentation and the rater draw of sample ``i`` in epoch ``e`` are
+            seeded from ``(seed, e, i)``, so results do not depend on worker count or on
+            resuming; set :attr:`epoch` before each epoch.
     """
 
     def __init__(self, dataset: Dataset, items: Sequence[Item] | None = None, *, size: int = 256,
@@ -77,7 +79,8 @@ class SegmentationDataset(TorchDataset):
         self.cache = cache
         self.rater_names = dataset.raters()
         self._cache: dict[int, dict[str, Any]] = {}
-        self._rng = np.random.default_rng(seed)
+        self.seed = int(seed)
+        self.epoch = 0
         if isinstance(self.strategy, RaterSample):
             if not self.rater_names:
                 raise StrategyError(f"strategy {self.strategy.spec!r} needs rater masks, but "
@@ -135,19 +138,23 @@ class SegmentationDataset(TorchDataset):
         nk = len(self.ds.classes)
         if "raters" in rec:
             sample["raters"] = rec["raters"].reshape(-1, self.size, self.size).float() / 100.0
+        sample_seed = (self.seed * 1_000_003 + self.epoch * 100_003 + index) % (2**32)
         if self.transform is not None:
+            if hasattr(self.transform, "set_random_state"):
+                self.transform.set_random_state(seed=sample_seed)
             sample = dict(self.transform(sample))
             sample = {k: torch.as_tensor(v).as_subclass(torch.Tensor) for k, v in sample.items()}
         if "raters" in sample:
             sample["raters"] = sample["raters"].reshape(-1, nk, self.size, self.size)
         if self.strategy is not None:
-            sample["target"], sample["weight"] = self._targets(sample, rec, it)
+            rng = np.random.default_rng(sample_seed)
+            sample["target"], sample["weight"] = self._targets(sample, rec, it, rng)
         sample["id"] = it.id
         sample["patient"] = it.patient
         return sample
 
-    def _targets(self, sample: dict[str, Any], rec: dict[str, Any], it: Item
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _targets(self, sample: dict[str, Any], rec: dict[str, Any], it: Item,
+                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         assert self.strategy is not None
         conf = sample["conf"].numpy()
         if isinstance(self.strategy, RaterSample):
@@ -158,7 +165,7 @@ class SegmentationDataset(TorchDataset):
             if self.strategy.name:
                 idx = self.rater_names.index(self.strategy.name)
             else:
-                idx = present[int(self._rng.integers(len(present)))]
+                idx = present[int(rng.integers(len(present)))]
             t, w = self.strategy.apply(conf, raters=sample["raters"].numpy(), index=idx)
         else:
             t, w = self.strategy.apply(conf)

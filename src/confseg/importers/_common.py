@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from confseg.annotation import ConfidenceLevel
+from confseg.annotation import ClassSchema, ConfidenceLevel
 from confseg.dataset import DatasetWriter, validate_files
 from confseg.errors import ConfsegError, DatasetError, ImportLayoutError
-from confseg.io.images import PIL_SUFFIXES, read_image
+from confseg.io.images import PIL_SUFFIXES, read_image, to_grey_max
 
 ProgressFn = Callable[[int, int], None]
 PathLike = str | os.PathLike[str]
@@ -57,8 +57,10 @@ def require_file(path: Path, layout: str, expect: str) -> Path:
 
 def visible(folder: Path) -> list[Path]:
     """Entries of ``folder`` that are not hidden (no leading dot), in natural order."""
-    return sorted((p for p in folder.iterdir() if not p.name.startswith(".")),
-                  key=lambda p: natural_key(p.name))
+    return sorted(
+        (p for p in folder.iterdir() if not p.name.startswith(".")),
+        key=lambda p: natural_key(p.name),
+    )
 
 
 def natural_key(text: str) -> list[int | str]:
@@ -88,6 +90,18 @@ def as_int(value: object, option: str, lo: int, hi: int) -> int:
     return out
 
 
+def check_classes(names: Iterable[str], where: str) -> tuple[str, ...]:
+    """Check class names before a DatasetWriter is opened (so no temp folder is left).
+
+    Raises:
+        ImportLayoutError: a name is empty, duplicated or not a plain word.
+    """
+    try:
+        return ClassSchema(names=tuple(names)).names
+    except DatasetError as exc:
+        raise ImportLayoutError(f"{where}: {exc}") from None
+
+
 def compile_regex(regex: str | None, option: str = "patient_regex") -> re.Pattern[str] | None:
     """Compile a user regex, raising a one-line error if it is invalid."""
     if regex is None or regex == "":
@@ -111,8 +125,10 @@ def patient_from(name: str, regex: re.Pattern[str] | None) -> str:
         return name
     m = regex.search(name)
     if m is None:
-        raise ImportLayoutError(f"{name}: patient_regex {regex.pattern!r} does not match this "
-                                "name; fix the regex so that it matches every case")
+        raise ImportLayoutError(
+            f"{name}: patient_regex {regex.pattern!r} does not match this "
+            "name; fix the regex so that it matches every case"
+        )
     if "patient" in regex.groupindex:
         out = m.group("patient")
     elif regex.groups >= 1:
@@ -120,8 +136,9 @@ def patient_from(name: str, regex: re.Pattern[str] | None) -> str:
     else:
         out = m.group(0)
     if not out:
-        raise ImportLayoutError(f"{name}: patient_regex {regex.pattern!r} extracts an empty "
-                                "patient id; fix the regex")
+        raise ImportLayoutError(
+            f"{name}: patient_regex {regex.pattern!r} extracts an empty patient id; fix the regex"
+        )
     return out
 
 
@@ -151,17 +168,21 @@ def check_size(shape: tuple[int, int], arr_shape: Sequence[int], path: Path, ima
     if tuple(arr_shape[:2]) != tuple(shape):
         raise DatasetError(
             f"{path}: size {arr_shape[1]}x{arr_shape[0]} differs from image {image} "
-            f"({shape[1]}x{shape[0]}); resample the mask to the image")
+            f"({shape[1]}x{shape[0]}); resample the mask to the image"
+        )
 
 
 def binarise(arr: np.ndarray, threshold: int = 127) -> np.ndarray:
     """Binary mask from a 0/1 or 0/255 (possibly lossy, possibly colour) mask array."""
-    a = np.asarray(arr)
-    if a.ndim == 3:
-        a = a.max(axis=-1)
+    a = to_grey_max(arr)
     if int(a.max(initial=0)) <= 1:
         return a > 0
     return a > threshold
+
+
+def read_binary(path: Path, threshold: int = 127) -> np.ndarray:
+    """Read a mask file as bool: values strictly above ``threshold`` (max over channels)."""
+    return to_grey_max(read_image(path)) > threshold
 
 
 def fill_polygon(shape: tuple[int, int], points: Sequence[tuple[float, float]]) -> np.ndarray:

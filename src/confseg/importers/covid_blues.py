@@ -37,9 +37,24 @@ ROOM_AIR_FIO2 = 0.21
 _VIDEO_RE = re.compile(r"^patient_(?P<pid>\d+)_(?P<view>[LR][1-3])(?:_(?P<rep>\d+))?$")
 _EXPECT_VIDEO = "lus_videos/patient_<id>_<L|R><1-3>.mp4"
 CLINICAL_COLUMNS = [
-    "patient", "day", "spo2", "fio2", "sf_ratio", "spo2_with_ox", "oxygen_liter",
-    "respiratory_rate", "outcome_d30", "outcome_d0", "outcome_d1", "outcome_d3", "outcome_d5",
-    "outcome_d7", "los_totaladmission", "stay_icu", "diagnosis", "cov_test",
+    "patient",
+    "day",
+    "spo2",
+    "fio2",
+    "sf_ratio",
+    "spo2_with_ox",
+    "oxygen_liter",
+    "respiratory_rate",
+    "outcome_d30",
+    "outcome_d0",
+    "outcome_d1",
+    "outcome_d3",
+    "outcome_d5",
+    "outcome_d7",
+    "los_totaladmission",
+    "stay_icu",
+    "diagnosis",
+    "cov_test",
 ]
 _SOURCE_COLUMNS = {  # clinical.csv column -> clinical_variables.csv column
     "spo2_with_ox": "oxygen_saturation_with_ox",
@@ -47,10 +62,15 @@ _SOURCE_COLUMNS = {  # clinical.csv column -> clinical_variables.csv column
     "respiratory_rate": "respiratory_rate",
 }
 _CODE_COLUMNS = {  # integer-coded columns
-    "outcome_d30": "outcome_status_d30", "outcome_d0": "outcome_status_d0",
-    "outcome_d1": "outcome_status_d1", "outcome_d3": "outcome_status_d3",
-    "outcome_d5": "outcome_status_d5", "outcome_d7": "outcome_status_d7",
-    "los_totaladmission": "los_totaladmission", "stay_icu": "stay_icu", "cov_test": "cov_test",
+    "outcome_d30": "outcome_status_d30",
+    "outcome_d0": "outcome_status_d0",
+    "outcome_d1": "outcome_status_d1",
+    "outcome_d3": "outcome_status_d3",
+    "outcome_d5": "outcome_status_d5",
+    "outcome_d7": "outcome_status_d7",
+    "los_totaladmission": "los_totaladmission",
+    "stay_icu": "stay_icu",
+    "cov_test": "cov_test",
 }
 _RANGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*$")
 
@@ -78,38 +98,49 @@ def parse_number(text: str | None) -> float | None:
 
 def _parse_code(text: str | None) -> int | None:
     val = parse_number(text)
-    return None if val is None else int(round(val))
+    return None if val is None else round(val)
 
 
 def _parse_yes_no(text: str | None) -> bool | None:
     t = (text or "").strip().lower()
-    return True if t in ("yes", "y", "1", "true") else False if t in ("no", "n", "0",
-                                                                        "false") else None
+    return (
+        True
+        if t in ("yes", "y", "1", "true")
+        else False
+        if t in ("no", "n", "0", "false")
+        else None
+    )
 
 
 def _read_csv(path: Path, key: str) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or key not in reader.fieldnames:
-            raise ImportLayoutError(f"{path}: column {key!r} missing; the {LAYOUT} layout "
-                                    f"expects it in the header")
+            raise ImportLayoutError(
+                f"{path}: column {key!r} missing; the {LAYOUT} layout expects it in the header"
+            )
         return list(reader)
 
 
 def clinical_row(row: dict[str, str]) -> dict[str, Any]:
     """One clinical.csv row (day 0) from a clinical_variables.csv row."""
     spo2 = parse_number(row.get("oxygen_saturation_without_ox"))
-    out: dict[str, Any] = {"patient": str(int(float(row["patient_id"]))), "day": 0,
-                           "spo2": spo2,
-                           "fio2": ROOM_AIR_FIO2 if spo2 is not None else None,
-                           "sf_ratio": round(spo2 / ROOM_AIR_FIO2, 1) if spo2 is not None
-                           else None}
+    out: dict[str, Any] = {
+        "patient": str(int(float(row["patient_id"]))),
+        "day": 0,
+        "spo2": spo2,
+        "fio2": ROOM_AIR_FIO2 if spo2 is not None else None,
+        "sf_ratio": round(spo2 / ROOM_AIR_FIO2, 1) if spo2 is not None else None,
+    }
     for dst, col in _SOURCE_COLUMNS.items():
         out[dst] = parse_number(row.get(col))
     for dst, col in _CODE_COLUMNS.items():
         out[dst] = _parse_code(row.get(col))
-    diagnoses = [k.split("#", 1)[1] for k, v in row.items()
-                 if k.startswith("clin_diagn#") and parse_number(v) == 1]
+    diagnoses = [
+        k.split("#", 1)[1]
+        for k, v in row.items()
+        if k.startswith("clin_diagn#") and parse_number(v) == 1
+    ]
     out["diagnosis"] = diagnoses[0] if len(diagnoses) == 1 else None
     return out
 
@@ -119,18 +150,24 @@ def _scan_videos(folder: Path) -> list[tuple[Path, re.Match[str]]]:
     for p in visible(folder):
         m = _VIDEO_RE.match(p.stem)
         if not p.is_file() or p.suffix.lower() != ".mp4" or m is None:
-            raise ImportLayoutError(f"{p}: unexpected file; the {LAYOUT} layout expects "
-                                    f"{_EXPECT_VIDEO}")
+            raise ImportLayoutError(
+                f"{p}: unexpected file; the {LAYOUT} layout expects {_EXPECT_VIDEO}"
+            )
         videos.append((p, m))
     if not videos:
-        raise ImportLayoutError(f"{folder}: no videos; the {LAYOUT} layout expects "
-                                f"{_EXPECT_VIDEO}")
+        raise ImportLayoutError(f"{folder}: no videos; the {LAYOUT} layout expects {_EXPECT_VIDEO}")
     videos.sort(key=lambda v: (int(v[1]["pid"]), v[1]["view"], int(v[1]["rep"] or 1)))
     return videos
 
 
-def import_covid_blues(src: PathLike, dst: PathLike, *, overwrite: bool = False,
-                       progress: ProgressFn | None = None, name: str | None = None) -> Path:
+def import_covid_blues(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    name: str | None = None,
+) -> Path:
     """Import COVID-BLUES into a native (video-only) dataset with clinical.csv.
 
     Args:
@@ -146,27 +183,37 @@ def import_covid_blues(src: PathLike, dst: PathLike, *, overwrite: bool = False,
     src_p, dst_p = check_paths(src, dst, LAYOUT)
     videos = _scan_videos(require_dir(src_p / "lus_videos", LAYOUT, _EXPECT_VIDEO))
     sev_path = require_file(src_p / "severity.csv", LAYOUT, "severity.csv (one row per video)")
-    clin_path = require_file(src_p / "clinical_variables.csv", LAYOUT,
-                             "clinical_variables.csv (one row per patient)")
+    clin_path = require_file(
+        src_p / "clinical_variables.csv", LAYOUT, "clinical_variables.csv (one row per patient)"
+    )
     severity = {r["video_file"].strip(): r for r in _read_csv(sev_path, "video_file")}
     clin_rows = _read_csv(clin_path, "patient_id")
     try:
         clinical = sorted((clinical_row(r) for r in clin_rows), key=lambda r: int(r["patient"]))
     except ValueError:
-        raise ImportLayoutError(f"{clin_path}: a patient_id is not a number; the {LAYOUT} "
-                                "layout expects integer patient ids") from None
+        raise ImportLayoutError(
+            f"{clin_path}: a patient_id is not a number; the {LAYOUT} "
+            "layout expects integer patient ids"
+        ) from None
     total = len(videos)
     meta = {"source": {"layout": LAYOUT, "path": str(src_p.resolve())}}
     tick(progress, 0, total)
-    with DatasetWriter(dst_p, name=name or src_p.resolve().name, classes=CLASSES, meta=meta,
-                       overwrite=overwrite) as w:
+    with DatasetWriter(
+        dst_p, name=name or src_p.resolve().name, classes=CLASSES, meta=meta, overwrite=overwrite
+    ) as w:
         for done, (path, m) in enumerate(videos, 1):
             sev = severity.get(path.stem, {})
-            w.add(item_id=path.stem, patient=str(int(m["pid"])), view=m["view"], day=0, video_file=path,
-                  severity=parse_number(sev.get("Severity Score")),
-                  a_lines=_parse_yes_no(sev.get("A-lines")),
-                  b_lines=_parse_yes_no(sev.get("B-lines")),
-                  severity_comment=(sev.get("comments") or "").strip() or None)
+            w.add(
+                item_id=path.stem,
+                patient=str(int(m["pid"])),
+                view=m["view"],
+                day=0,
+                video_file=path,
+                severity=parse_number(sev.get("Severity Score")),
+                a_lines=_parse_yes_no(sev.get("A-lines")),
+                b_lines=_parse_yes_no(sev.get("B-lines")),
+                severity_comment=(sev.get("comments") or "").strip() or None,
+            )
             tick(progress, done, total)
         w.write_clinical(clinical, CLINICAL_COLUMNS)
         finish(w)

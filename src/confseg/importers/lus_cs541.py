@@ -23,16 +23,17 @@ from confseg.importers._common import (
     ProgressFn,
     as_int,
     as_names,
+    check_classes,
     check_paths,
     check_size,
     finish,
     image_size,
     natural_key,
+    read_binary,
     require_dir,
     tick,
     visible,
 )
-from confseg.io.images import read_mask
 
 LAYOUT = "lus-cs541"
 ALL_CLASSES = ("pleural_line", "rib_shadow", "rib_line")
@@ -57,13 +58,20 @@ def _scan_images(folder: Path) -> dict[str, _Frame]:
     for p in visible(folder):
         m = _NAME_RE.match(p.stem)
         if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES or m is None:
-            raise ImportLayoutError(f"{p}: unexpected file; the {LAYOUT} layout expects "
-                                    f"image/{_EXPECT_NAME}")
-        frames[p.stem] = _Frame(stem=p.stem, image=p, subject=m["subject"],
-                                view=f"{m['side']}-{m['clip']}", frame=int(m["frame"]))
+            raise ImportLayoutError(
+                f"{p}: unexpected file; the {LAYOUT} layout expects image/{_EXPECT_NAME}"
+            )
+        frames[p.stem] = _Frame(
+            stem=p.stem,
+            image=p,
+            subject=m["subject"],
+            view=f"{m['side']}-{m['clip']}",
+            frame=int(m["frame"]),
+        )
     if not frames:
-        raise ImportLayoutError(f"{folder}: no images; the {LAYOUT} layout expects "
-                                f"image/{_EXPECT_NAME}")
+        raise ImportLayoutError(
+            f"{folder}: no images; the {LAYOUT} layout expects image/{_EXPECT_NAME}"
+        )
     return frames
 
 
@@ -72,17 +80,25 @@ def _scan_masks(folder: Path, cls: str, frames: dict[str, _Frame]) -> None:
     for p in visible(folder):
         stem = p.stem[: -len(suffix)] if p.stem.endswith(suffix) else None
         if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES or stem is None:
-            raise ImportLayoutError(f"{p}: unexpected file; the {LAYOUT} layout expects "
-                                    f"mask/{cls}/<image stem>-{cls}.jpg")
+            raise ImportLayoutError(
+                f"{p}: unexpected file; the {LAYOUT} layout expects "
+                f"mask/{cls}/<image stem>-{cls}.jpg"
+            )
         if stem not in frames:
             raise ImportLayoutError(f"{p}: mask without an image; expected image/{stem}.jpg")
         frames[stem].masks[cls] = p
 
 
-def import_lus_cs541(src: PathLike, dst: PathLike, *, overwrite: bool = False,
-                     progress: ProgressFn | None = None,
-                     classes: str | Iterable[str] | None = None, threshold: int = 127,
-                     name: str | None = None) -> Path:
+def import_lus_cs541(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    classes: str | Iterable[str] | None = None,
+    threshold: int = 127,
+    name: str | None = None,
+) -> Path:
     """Import the CS541 LUS layout into a native dataset.
 
     Args:
@@ -99,31 +115,49 @@ def import_lus_cs541(src: PathLike, dst: PathLike, *, overwrite: bool = False,
         The dataset folder.
     """
     src_p, dst_p = check_paths(src, dst, LAYOUT)
-    names = as_names(classes, "classes") or list(DEFAULT_CLASSES)
+    names = list(check_classes(as_names(classes, "classes") or DEFAULT_CLASSES, "classes"))
     thr = as_int(threshold, "threshold", 0, 254)
     frames = _scan_images(require_dir(src_p / "image", LAYOUT, f"image/{_EXPECT_NAME}"))
     mask_root = require_dir(src_p / "mask", LAYOUT, "mask/<class>/ folders")
     for cls in names:
-        _scan_masks(require_dir(mask_root / cls, LAYOUT,
-                                f"mask/{cls}/<image stem>-{cls}.jpg (class {cls!r})"),
-                    cls, frames)
-    order = sorted(frames.values(), key=lambda f: (natural_key(f.subject), natural_key(f.view),
-                                                   f.frame))
+        _scan_masks(
+            require_dir(
+                mask_root / cls, LAYOUT, f"mask/{cls}/<image stem>-{cls}.jpg (class {cls!r})"
+            ),
+            cls,
+            frames,
+        )
+    order = sorted(
+        frames.values(), key=lambda f: (natural_key(f.subject), natural_key(f.view), f.frame)
+    )
     total = len(order)
     meta = {"source": {"layout": LAYOUT, "path": str(src_p.resolve())}}
     tick(progress, 0, total)
-    with DatasetWriter(dst_p, name=name or src_p.resolve().name, classes=names,
-                       scale=MARKED_SCALE, meta=meta, overwrite=overwrite) as w:
+    with DatasetWriter(
+        dst_p,
+        name=name or src_p.resolve().name,
+        classes=names,
+        scale=MARKED_SCALE,
+        meta=meta,
+        overwrite=overwrite,
+    ) as w:
         for done, fr in enumerate(order, 1):
             shape = image_size(fr.image)
             conf = {}
             for cls in names:
                 if cls in fr.masks:
-                    mask = read_mask(fr.masks[cls], threshold=thr)
+                    mask = read_binary(fr.masks[cls], thr)
                     check_size(shape, mask.shape, fr.masks[cls], fr.image)
                     conf[cls] = mask
-            w.add(item_id=fr.stem, patient=fr.subject, view=fr.view, day=0,
-                  image_file=fr.image, confidence=conf, frame=fr.frame)
+            w.add(
+                item_id=fr.stem,
+                patient=fr.subject,
+                view=fr.view,
+                day=0,
+                image_file=fr.image,
+                confidence=conf,
+                frame=fr.frame,
+            )
             tick(progress, done, total)
         finish(w)
     return dst_p

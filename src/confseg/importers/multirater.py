@@ -23,6 +23,7 @@ from confseg.importers._common import (
     ProgressFn,
     as_int,
     binarise,
+    check_classes,
     check_paths,
     check_size,
     finish,
@@ -48,8 +49,10 @@ def _scan_case(folder: Path, pattern: str, image_name: str | None) -> _Case:
     files = [p for p in visible(folder) if p.is_file()]
     masks = [p for p in files if fnmatch.fnmatch(p.name, pattern)]
     if not masks:
-        raise ImportLayoutError(f"{folder}: no rater mask matching {pattern!r}; the {LAYOUT} "
-                                "layout expects <case>/image.png and <case>/seg01.png ...")
+        raise ImportLayoutError(
+            f"{folder}: no rater mask matching {pattern!r}; the {LAYOUT} "
+            "layout expects <case>/image.png and <case>/seg01.png ..."
+        )
     others = [p for p in files if p not in masks]
     wanted = image_name or "image.png"
     named = [p for p in others if p.name == wanted]
@@ -58,12 +61,16 @@ def _scan_case(folder: Path, pattern: str, image_name: str | None) -> _Case:
     elif image_name is None and len(others) == 1:
         image = others[0]
     elif not others or image_name is not None:
-        raise ImportLayoutError(f"{folder / wanted}: image missing; the {LAYOUT} layout expects "
-                                "one image per case folder beside the rater masks")
+        raise ImportLayoutError(
+            f"{folder / wanted}: image missing; the {LAYOUT} layout expects "
+            "one image per case folder beside the rater masks"
+        )
     else:
         listed = ", ".join(p.name for p in others)
-        raise ImportLayoutError(f"{folder}: several candidate images ({listed}); name the image "
-                                "with the image_name option or remove the extra files")
+        raise ImportLayoutError(
+            f"{folder}: several candidate images ({listed}); name the image "
+            "with the image_name option or remove the extra files"
+        )
     return _Case(name=folder.name, image=image, masks=masks)
 
 
@@ -78,16 +85,27 @@ def _scale(n_raters: int) -> tuple[ConfidenceLevel, ...]:
     levels: dict[int, ConfidenceLevel] = {}
     for k in range(1, n_raters + 1):
         v = round(100 * k / n_raters)
-        levels[v] = ConfidenceLevel(value=v, name=f"{k}/{n_raters} raters",
-                                    description=f"{k} of {n_raters} raters marked the pixel.")
+        levels[v] = ConfidenceLevel(
+            value=v,
+            name=f"{k}/{n_raters} raters",
+            description=f"{k} of {n_raters} raters marked the pixel.",
+        )
     return tuple(levels[v] for v in sorted(levels))
 
 
-def import_multirater(src: PathLike, dst: PathLike, *, overwrite: bool = False,
-                      progress: ProgressFn | None = None, class_name: str = "foreground",
-                      mask_pattern: str = "seg*.png", image_name: str | None = None,
-                      rater_names: str = "index", threshold: int = 127,
-                      name: str | None = None) -> Path:
+def import_multirater(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    class_name: str = "foreground",
+    mask_pattern: str = "seg*.png",
+    image_name: str | None = None,
+    rater_names: str = "index",
+    threshold: int = 127,
+    name: str | None = None,
+) -> Path:
     """Import a folder-per-case multi-rater layout into a native dataset.
 
     Args:
@@ -111,20 +129,30 @@ def import_multirater(src: PathLike, dst: PathLike, *, overwrite: bool = False,
     if rater_names not in RATER_NAMING:
         raise ConfsegError(f"option rater_names={rater_names!r}; use one of {list(RATER_NAMING)}")
     thr = as_int(threshold, "threshold", 0, 254)
+    check_classes([class_name], "class_name")
     if not src_p.is_dir():
-        raise ImportLayoutError(f"{src_p}: not a folder; the {LAYOUT} layout expects a folder "
-                                "of case folders")
+        raise ImportLayoutError(
+            f"{src_p}: not a folder; the {LAYOUT} layout expects a folder of case folders"
+        )
     case_dirs = [p for p in visible(src_p) if p.is_dir()]
     if not case_dirs:
-        raise ImportLayoutError(f"{src_p}: no case folders; the {LAYOUT} layout expects "
-                                "<case>/image.png and <case>/seg01.png ...")
+        raise ImportLayoutError(
+            f"{src_p}: no case folders; the {LAYOUT} layout expects "
+            "<case>/image.png and <case>/seg01.png ..."
+        )
     cases = [_scan_case(d, mask_pattern, image_name) for d in case_dirs]
     total = len(cases)
     meta = {"source": {"layout": LAYOUT, "path": str(src_p.resolve())}}
     scale = _scale(max(len(c.masks) for c in cases))
     tick(progress, 0, total)
-    with DatasetWriter(dst_p, name=name or src_p.resolve().name, classes=[class_name],
-                       scale=scale, meta=meta, overwrite=overwrite) as w:
+    with DatasetWriter(
+        dst_p,
+        name=name or src_p.resolve().name,
+        classes=[class_name],
+        scale=scale,
+        meta=meta,
+        overwrite=overwrite,
+    ) as w:
         for done, case in enumerate(cases, 1):
             shape = image_size(case.image)
             masks = []
@@ -132,11 +160,20 @@ def import_multirater(src: PathLike, dst: PathLike, *, overwrite: bool = False,
                 arr = read_image(p)
                 check_size(shape, arr.shape, p, case.image)
                 masks.append(binarise(arr, thr))
-            raters = {r: {class_name: m}
-                      for r, m in zip(_rater_names(case, rater_names), masks, strict=True)}
-            w.add(item_id=safe_id(case.name), patient=case.name, view="", day=0,
-                  image_file=case.image, confidence={class_name: rater_fraction(masks)},
-                  raters=raters, n_raters=len(masks))
+            raters = {
+                r: {class_name: m}
+                for r, m in zip(_rater_names(case, rater_names), masks, strict=True)
+            }
+            w.add(
+                item_id=safe_id(case.name),
+                patient=case.name,
+                view="",
+                day=0,
+                image_file=case.image,
+                confidence={class_name: rater_fraction(masks)},
+                raters=raters,
+                n_raters=len(masks),
+            )
             tick(progress, done, total)
         finish(w)
     return dst_p

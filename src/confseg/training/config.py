@@ -1,0 +1,138 @@
+"""Training configuration: one frozen, keyword-only dataclass, saved as ``config.yaml``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from confseg.errors import ConfsegError
+from confseg.io.atomic import atomic_write_text
+from confseg.targets import parse_strategy
+
+
+class ConfigError(ConfsegError):
+    """A training configuration value is invalid."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything needed to (re)run one training run.
+
+    Attributes:
+        data: Dataset folder.
+        out: Run folder.
+        strategy: Label strategy string (``threshold:0.6``, ``soft``, ...).
+        model: Model name from :func:`confseg.models.list_models`.
+        fold: Test fold; validation is the next fold, training the rest.
+        k: Number of folds (used when the dataset has no ``splits.json``), or ``"loo"``.
+        split_seed: Seed of the patient split.
+        splits: Optional explicit ``splits.json`` path (overrides ``DATA/splits.json``).
+        epochs: Maximum epochs.
+        batch_size: Batch size.
+        size: Square input side (images are letterboxed).
+        channels: Model input channels (1 = grey).
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        augment: Augmentation strength (0 disables augmentation).
+        seed: Seed for weights, shuffling and augmentation.
+        monitor: Validation metric selecting the best checkpoint and early stopping.
+        patience: Early-stopping patience in epochs (0 disables early stopping).
+        num_workers: DataLoader worker processes.
+        accelerator: ``auto``, ``cpu`` or ``gpu``.
+        devices: Number of devices, or ``auto``.
+        precision: Lightning precision (``auto`` = 16-mixed on GPU, 32 on CPU).
+        encoder_weights: Local file of pretrained encoder weights (never downloaded).
+        limit_train_batches: Fraction or count of training batches per epoch (for quick runs).
+        pos_weight_bce: Loss weight of the BCE term.
+        dice_weight: Loss weight of the Dice term.
+    """
+
+    data: str
+    out: str
+    strategy: str = "threshold:0.6"
+    model: str = "fpn-resnet34"
+    fold: int = 0
+    k: int | str = 5
+    split_seed: int = 0
+    splits: str | None = None
+    epochs: int = 50
+    batch_size: int = 8
+    size: int = 256
+    channels: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    augment: float = 1.0
+    seed: int = 0
+    monitor: str = "val/loss"
+    patience: int = 10
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    precision: str = "auto"
+    encoder_weights: str | None = None
+    limit_train_batches: float | int = 1.0
+    pos_weight_bce: float = 1.0
+    dice_weight: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        parse_strategy(self.strategy)
+        for name in ("epochs", "batch_size", "size", "channels"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r}; must be >= 1")
+        if self.size % 32:
+            raise ConfigError(f"size={self.size}; use a multiple of 32 (e.g. 256)")
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr}; must be > 0")
+        if self.fold < 0:
+            raise ConfigError(f"fold={self.fold}; folds are numbered from 0")
+        if self.monitor not in MONITORS:
+            raise ConfigError(f"monitor={self.monitor!r}; choose one of {sorted(MONITORS)}")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for YAML."""
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write YAML atomically."""
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+        """Read a YAML config, applying ``overrides`` (None values are ignored)."""
+        p = Path(path)
+        try:
+            obj = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML ({exc.__class__.__name__}); fix it") from None
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{p}: must be a mapping of option: value")
+        obj.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(obj, where=str(p))
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], *, where: str = "config") -> TrainConfig:
+        """Build from a dict, naming unknown keys."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(obj) - names)
+        if unknown:
+            raise ConfigError(f"{where}: unknown option {unknown[0]!r}; known: {sorted(names)}")
+        missing = [n for n in ("data", "out") if not obj.get(n)]
+        if missing:
+            raise ConfigError(f"{where}: missing {missing[0]!r}")
+        return cls(**obj)
+
+
+# Validation metrics: name -> mode.
+MONITORS = {"val/loss": "min", "val/dice": "max", "val/soft_dice": "max"}

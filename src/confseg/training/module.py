@@ -1,0 +1,106 @@
+"""LightningModule: a segmentation model trained with the weighted soft BCE + Dice loss."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from confseg.losses import SoftBCEDiceLoss
+from confseg.models import create_model
+from confseg.training.config import TrainConfig
+
+
+class SegmentationModule(pl.LightningModule):
+    """Model + loss + optimiser for one run.
+
+    Logs ``train/loss`` (and its ``bce``/``dice`` parts), ``val/loss``, ``val/dice`` (hard Dice of
+    the prediction at 0.5 against the strategy's target, pooled over the validation set) and
+    ``val/soft_dice``. Global RNG states are saved in checkpoints so a resumed run shuffles and
+    initialises exactly like an uninterrupted one.
+
+    Args:
+        cfg: Run configuration (as a dict, so Lightning can save it as hyper-parameters).
+        classes: Class names.
+    """
+
+    def __init__(self, cfg: dict[str, Any], classes: list[str]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = TrainConfig.from_dict(dict(cfg))
+        self.classes = list(classes)
+        self.model = create_model(self.cfg.model, in_channels=self.cfg.channels,
+                                  classes=len(classes), encoder_weights=self.cfg.encoder_weights)
+        self.loss = SoftBCEDiceLoss(bce_weight=self.cfg.pos_weight_bce,
+                                    dice_weight=self.cfg.dice_weight)
+        self._val: dict[str, float] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.model(x)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:  # noqa: D102
+        parts = self.loss.components(self(batch["image"]), batch["target"], batch["weight"])
+        n = batch["image"].shape[0]
+        self.log("train/loss", parts["loss"], on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=n)
+        self.log("train/bce", parts["bce"], on_step=False, on_epoch=True, batch_size=n)
+        self.log("train/dice_loss", parts["dice"], on_step=False, on_epoch=True, batch_size=n)
+        return parts["loss"]
+
+    def on_validation_epoch_start(self) -> None:  # noqa: D102
+        self._val = {"inter": 0.0, "psum": 0.0, "tsum": 0.0, "sinter": 0.0, "ssum": 0.0}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:  # noqa: D102
+        logits = self(batch["image"])
+        w, t = batch["weight"], batch["target"]
+        loss = self.loss(logits, t, w)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=logits.shape[0])
+        p = torch.sigmoid(logits.float())
+        hard = (p >= 0.5).float() * (w > 0)
+        tb = (t >= 0.5).float() * (w > 0)
+        v = self._val
+        v["inter"] += float((hard * tb).sum())
+        v["psum"] += float(hard.sum())
+        v["tsum"] += float(tb.sum())
+        v["sinter"] += float((p * t * w).sum())
+        v["ssum"] += float((p * w).sum() + (t * w).sum())
+
+    def on_validation_epoch_end(self) -> None:  # noqa: D102
+        v = self._val
+        denom = v["psum"] + v["tsum"]
+        self.log("val/dice", 2 * v["inter"] / denom if denom else 1.0, prog_bar=True)
+        self.log("val/soft_dice", 2 * v["sinter"] / v["ssum"] if v["ssum"] else 1.0)
+
+    def configure_optimizers(self) -> Any:  # noqa: D102
+        opt = torch.optim.AdamW(self.parameters(), lr=self.cfg.lr,
+                                weight_decay=self.cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.epochs))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def on_train_epoch_start(self) -> None:  # noqa: D102
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "set_epoch"):
+            dm.set_epoch(self.current_epoch)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        # Plain tensors/ints only, so the checkpoint loads with torch.load(weights_only=True).
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        checkpoint["confseg_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                      float(gauss)],
+            "python": random.getstate(),
+        }
+        checkpoint["confseg_spec"] = getattr(self.model, "confseg_spec", {})
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        rng = checkpoint.get("confseg_rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            name, keys, pos, has_gauss, gauss = rng["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            version, internal, gauss_next = rng["python"]
+            random.setstate((version, tuple(internal), gauss_next))

@@ -1,0 +1,131 @@
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from confseg.errors import ConfsegError, SplitError
+from confseg.training import ConfigError, RunError, TrainConfig, resume, train
+
+from conftest import write_tiny_dataset
+
+FAST = {"model": "fpn-resnet18", "size": 64, "batch_size": 2, "k": 3}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("d") / "ds", patients=4, per_patient=2,
+                              size=(48, 64))
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)["state_dict"]
+
+
+def test_run_folder_is_self_describing(data, tmp_path):
+    run = train(TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=2, **FAST),
+                quiet=True, evaluate=False)
+    for name in ("config.yaml", "splits.json", "metrics.csv", "progress.png", "run.json",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "finished" and status["epochs"] == 2
+    tr, va, te = (set(status["patients"][k]) for k in ("train", "val", "test"))
+    assert not (tr & va or tr & te or va & te)  # patient-level split
+    again = TrainConfig.load(run / "config.yaml")
+    assert again == TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=2, **FAST)
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    import pytorch_lightning as pl
+    from confseg.training import TrainConfig, runner
+
+    class Kill(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.current_epoch == 2 and batch_idx == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    orig = runner._trainer
+    def patched(cfg, run, *, quiet):
+        t = orig(cfg, run, quiet=quiet)
+        t.callbacks.append(Kill())
+        return t
+    runner._trainer = patched
+    cfg = TrainConfig(data=sys.argv[1], out=sys.argv[2], epochs=4, model="fpn-resnet18",
+                      size=64, batch_size=1, k=3, patience=0)
+    runner.train(cfg, quiet=True, evaluate=False)
+""")
+
+
+def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
+    # Batch size 1: the training fold has 2 images, so the kill lands after batch 1 of 2.
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "full"), epochs=4, patience=0,
+                      **{**FAST, "batch_size": 1})
+    full = train(cfg, quiet=True, evaluate=False)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(data), str(killed)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"
+    ck = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ck["epoch"] == 1  # epochs 0 and 1 finished, killed inside epoch 2
+
+    with pytest.raises(RunError, match=r"not empty .*--resume"):
+        train(cfg.replace(out=str(killed)), quiet=True, evaluate=False)
+    resume(killed, quiet=True, evaluate=False)
+    a, b = _weights(full), _weights(killed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # bit-identical on CPU with a fixed seed
+    epochs = [line.split(",")[0] for line in (killed / "metrics.csv").read_text().splitlines()[1:]]
+    assert sorted({int(e) for e in epochs}) == [0, 1, 2, 3]
+    assert len(epochs) == len((full / "metrics.csv").read_text().splitlines()[1:])
+
+
+def test_bad_input_errors(data, tmp_path):
+    with pytest.raises(SplitError, match="fold 7 does not exist"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "a"), fold=7, **FAST))
+    assert not (tmp_path / "a").exists()  # nothing half-written
+    with pytest.raises(ConfsegError, match="every training pixel weight 0"):
+        # ignore:0-1 ignores every marked pixel below 100%... and our data has 100% too;
+        # use a dataset where nothing reaches the band's top.
+        d2 = write_tiny_dataset(tmp_path / "low", patients=4, per_patient=1, size=(32, 32))
+        for p in (d2 / "confidence").rglob("*.png"):
+            import numpy as np
+            from PIL import Image
+            Image.fromarray(np.full((32, 32), 40, np.uint8)).save(p)
+        train(TrainConfig(data=str(d2), out=str(tmp_path / "b"), strategy="ignore:0-0.6",
+                          **FAST))
+    with pytest.raises(ConfigError, match="size=50; use a multiple of 32"):
+        TrainConfig(data="x", out="y", size=50)
+    done = train(TrainConfig(data=str(data), out=str(tmp_path / "c"), epochs=1, **FAST),
+                 quiet=True, evaluate=False)
+    with pytest.raises(RunError, match=r"already holds a finished run.*--overwrite"):
+        train(TrainConfig(data=str(data), out=str(done), epochs=1, **FAST))
+
+
+def test_empty_class_is_an_error(tmp_path):
+    d = write_tiny_dataset(tmp_path / "e", patients=4, per_patient=1, size=(32, 32))
+    for p in (d / "confidence" / "b").glob("*.png"):
+        import numpy as np
+        from PIL import Image
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(p)
+    with pytest.raises(ConfsegError, match="class 'b' has no marked pixel"):
+        train(TrainConfig(data=str(d), out=str(tmp_path / "r"), **FAST))
+
+
+def test_checkpoint_from_other_model_is_refused(data, tmp_path):
+    run = tmp_path / "r"
+    cfg = TrainConfig(data=str(data), out=str(run), epochs=1, **FAST)
+    train(cfg, quiet=True, evaluate=False)
+    (run / "run.json").write_text(json.dumps({"status": "running"}))
+    cfg.replace(model="unet-resnet18").save(run / "config.yaml")
+    with pytest.raises(RunError, match="checkpoint is from model 'fpn-resnet18'"):
+        resume(run, quiet=True)
