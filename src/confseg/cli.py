@@ -87,10 +87,17 @@ def info(
     _print_info(summary)
 
 
+def _stdout() -> Any:
+    """A rich console on stdout (wide when not a terminal, so tables do not wrap in logs)."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
 def _print_info(s: dict[str, Any]) -> None:
     from rich.table import Table
 
-    out = console.__class__()  # stdout console
+    out = _stdout()
     out.print(f"[bold]{s['name']}[/bold]  ({s['root']})")
     out.print(f"items {s['items']} (images {s['image_items']}, videos {s['video_items']}), "
               f"patients {s['patients']}, views {len(s['views'])}, days {s['days']}")
@@ -162,6 +169,143 @@ def split(
         n = sum(1 for it in ds.items if it.patient in set(pats))
         typer.echo(f"fold {f}: {len(pats)} patients, {n} items")
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+@user_errors
+def train(
+    dataset: Annotated[Path | None, typer.Argument(help="Dataset folder.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Label strategy, e.g. threshold:0.6.")]
+    = None,
+    model: Annotated[str | None, typer.Option(help="Model name (see `confseg models`).")] = None,
+    fold: Annotated[int | None, typer.Option(help="Test fold.")] = None,
+    k: Annotated[str | None, typer.Option(help="Folds when the dataset has no splits.json.")]
+    = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    size: Annotated[int | None, typer.Option(help="Input side (multiple of 32).")] = None,
+    channels: Annotated[int | None, typer.Option(help="Input channels (1 grey, 3 colour).")]
+    = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience (0 = off).")]
+    = None,
+    encoder_weights: Annotated[Path | None, typer.Option(
+        help="Local file with pretrained encoder weights (never downloaded).")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="auto, cpu or gpu.")] = None,
+    devices: Annotated[str | None, typer.Option(help="Devices (DDP when > 1).")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (options override it).")]
+    = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run folder.")]
+    = None,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model on a dataset with a label strategy; writes a self-describing run folder."""
+    from confseg.training import TrainConfig
+    from confseg.training import resume as resume_run
+    from confseg.training import train as train_run
+
+    if resume is not None:
+        path = resume_run(resume, quiet=quiet)
+        _print_run(path)
+        return
+    opts: dict[str, Any] = {
+        "data": str(dataset) if dataset else None, "out": str(out) if out else None,
+        "strategy": strategy, "model": model, "fold": fold, "epochs": epochs,
+        "batch_size": batch_size, "size": size, "channels": channels, "lr": lr, "seed": seed,
+        "patience": patience, "accelerator": accelerator, "num_workers": num_workers,
+        "encoder_weights": str(encoder_weights) if encoder_weights else None,
+        "k": (k if k == "loo" else int(k)) if k else None,
+        "devices": (int(devices) if devices.isdigit() else devices) if devices else None,
+    }
+    if config is not None:
+        cfg = TrainConfig.load(config, **opts)
+    else:
+        if dataset is None or out is None:
+            raise typer.BadParameter("give DATASET and --out (or --config / --resume)")
+        cfg = TrainConfig(**{k_: v for k_, v in opts.items() if v is not None})
+    path = train_run(cfg, overwrite=overwrite, quiet=quiet)
+    _print_run(path)
+
+
+def _print_run(run: Path) -> None:
+    summary = run / "summary.json"
+    if summary.exists():
+        _print_summary(json.loads(summary.read_text()))
+    typer.echo(f"run folder: {run}")
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = _stdout()
+    out.print(f"[bold]{s['split']}[/bold] split: {s['n_images']} images, {s['n_patients']} "
+              f"patients; model {s['model']}, strategy {s['strategy']}  ({s['interval']})")
+    metrics = [m for m in ("dice@any", "dice@0.6", "qubiq", "soft_dice", "ece", "dice_truth")
+               if any(m in c for c in s["classes"].values())]
+    t = Table("class", *metrics)
+    for cls, c in s["classes"].items():
+        t.add_row(cls, *(f"{c[m]['mean']:.3f} [{c[m]['lo']:.3f}, {c[m]['hi']:.3f}]"
+                         if m in c else "-" for m in metrics))
+    out.print(t)
+    if "calibration" in s:
+        cal = s["calibration"]
+        before, after = cal["before"], cal["after"]
+        out.print(f"temperature {cal['temperature']:.3f}: ECE " + ", ".join(
+            f"{c} {before[c]['ece']['mean']:.3f} -> {after[c]['ece']['mean']:.3f}" for c in after))
+
+
+@app.command()
+@user_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[Path | None, typer.Option(help="Dataset (default: the run's).")] = None,
+    split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
+    calibrate: Annotated[bool, typer.Option(
+        "--calibrate", help="Fit temperature scaling on the validation split.")] = False,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate a run: summary.json (patient-bootstrap CIs), per_case.csv, reliability PNGs."""
+    from confseg.evaluation import evaluate_run
+
+    summary = evaluate_run(run, data=data, split=split, calibrate=calibrate,
+                           checkpoint=checkpoint, out=out, quiet=quiet)
+    _print_summary(summary)
+    typer.echo(f"wrote {Path(out or run) / 'summary.json' if out or split == 'test' else run}")
+
+
+@app.command()
+@user_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    level: Annotated[float, typer.Option(help="Probability threshold for masks.")] = 0.5,
+    fmt: Annotated[str, typer.Option("--format", help="png (16-bit) or npz.")] = "png",
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    quiet: Quiet = False,
+) -> None:
+    """Predict probability maps, masks and overlays for image files."""
+    from confseg.inference.files import predict_files
+
+    with progress_bar("predict", quiet=quiet) as prog:
+        paths = predict_files(run, images, out, level=level, fmt=fmt, checkpoint=checkpoint,
+                              progress=prog)
+    typer.echo(f"wrote {len(paths)} files to {out}")
+
+
+@app.command()
+def models() -> None:
+    """List the model names."""
+    from confseg.models import list_models
+
+    for name in list_models():
+        typer.echo(name)
 
 
 def main() -> None:  # pragma: no cover - console entry

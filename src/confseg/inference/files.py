@@ -1,0 +1,72 @@
+"""Predict image files to disk: probability maps, binarised masks and overlays."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from confseg.errors import ConfsegError
+from confseg.inference.predictor import Predictor
+from confseg.io.atomic import atomic_write_bytes
+from confseg.io.images import read_image, write_png
+from confseg.report.overlay import overlay_confidence
+from confseg.torchdata import to_channels
+
+FORMATS = ("png", "npz")
+
+
+def predict_files(run: str | Path, images: Sequence[str | Path], out: str | Path, *,
+                  level: float = 0.5, fmt: str = "png", checkpoint: str = "best",
+                  calibrated: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Predict image files and write the results, per input image ``<stem>``.
+
+    - ``<stem>_prob_<class>.png`` (16-bit, probability x 65535) or ``<stem>_prob.npz``
+      (float16 array ``prob`` of shape (K, H, W) plus ``classes``);
+    - ``<stem>_mask_<class>.png`` (0/255, probability > ``level``);
+    - ``<stem>_overlay.png`` (the image with coloured probabilities).
+
+    Returns:
+        The written paths.
+    """
+    if fmt not in FORMATS:
+        raise ConfsegError(f"format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not 0.0 < level < 1.0:
+        raise ConfsegError(f"level={level}; give a probability strictly between 0 and 1")
+    paths = [Path(p) for p in images]
+    stems = [p.name.split(".")[0] for p in paths]
+    if len(set(stems)) != len(stems):
+        dup = next(s for s in stems if stems.count(s) > 1)
+        raise ConfsegError(f"two inputs share the name {dup!r}; outputs would collide: rename "
+                           "or predict them into different folders")
+    predictor = Predictor.from_run(run, checkpoint=checkpoint, calibrated=calibrated)
+    out = Path(out)
+    written: list[Path] = []
+    for n, (path, stem) in enumerate(zip(paths, stems, strict=True)):
+        img = read_image(path)
+        prob = predictor.predict(img)
+        if fmt == "npz":
+            buf = io.BytesIO()
+            np.savez_compressed(buf, prob=prob.astype(np.float16),
+                                classes=np.array(predictor.classes))
+            target = out / f"{stem}_prob.npz"
+            atomic_write_bytes(target, buf.getvalue())
+            written.append(target)
+        for k, cls in enumerate(predictor.classes):
+            if fmt == "png":
+                target = out / f"{stem}_prob_{cls}.png"
+                write_png(target, np.rint(prob[k] * 65535).astype(np.uint16))
+                written.append(target)
+            target = out / f"{stem}_mask_{cls}.png"
+            write_png(target, prob[k] > level)
+            written.append(target)
+        grey = to_channels(img, 1)[0]
+        target = out / f"{stem}_overlay.png"
+        write_png(target, overlay_confidence((grey * 255).astype(np.uint8), prob))
+        written.append(target)
+        if progress:
+            progress(n + 1, len(paths))
+    return written
