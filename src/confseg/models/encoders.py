@@ -110,7 +110,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = ENCODER_STRIDE) -> torch.Te
     return F.pad(x, [0, pad_w, 0, pad_h])
 
 
-_PREFIXES = ("module.", "encoder.", "backbone.")
+_WRAPPERS = ("module.", "model.")  # DDP / DataParallel, LightningModule attribute
+_PARTS = ("encoder.", "backbone.")
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -138,11 +139,13 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _normalise_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip ``module.``; keep only ``encoder.``/``backbone.`` keys when present; drop ``fc.``."""
+    """Strip wrapper prefixes; keep only ``encoder.``/``backbone.`` keys if any; drop ``fc.``."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        out[key.removeprefix("module.")] = value
-    for prefix in _PREFIXES[1:]:
+        while key.startswith(_WRAPPERS):
+            key = key.split(".", 1)[1]
+        out[key] = value
+    for prefix in _PARTS:
         if any(k.startswith(prefix) for k in out):
             out = {k.removeprefix(prefix): v for k, v in out.items() if k.startswith(prefix)}
     return {k: v for k, v in out.items() if not k.startswith("fc.")}
@@ -173,12 +176,12 @@ def _short(keys: list[str], limit: int = 5) -> str:
 def load_encoder_weights(encoder: nn.Module, path: str | Path, *, model_name: str) -> None:
     """Load a local state_dict file into ``encoder`` (in place, strict).
 
-    Accepts a raw state_dict or ``{"state_dict": ...}``; strips ``module.``, ``encoder.`` and
-    ``backbone.`` prefixes (when ``encoder.``/``backbone.`` keys exist, other keys, e.g. a
-    decoder's, are ignored) and drops a classifier's ``fc.*`` keys, so torchvision ResNet files
-    load too. A missing ``num_batches_tracked`` buffer is tolerated. When the file's first conv
-    has a different number of input channels than the encoder, it is adapted with
-    :func:`adapt_input_conv`.
+    Accepts a raw state_dict or ``{"state_dict": ...}`` (e.g. a Lightning checkpoint); strips
+    ``module.``/``model.`` wrapper prefixes, then ``encoder.`` or ``backbone.`` (when such keys
+    exist, the other keys, e.g. a decoder's, are ignored) and drops a classifier's ``fc.*``
+    keys, so torchvision ResNet files load too. A missing ``num_batches_tracked`` buffer is
+    tolerated. When the file's first conv has a different number of input channels than the
+    encoder, it is adapted with :func:`adapt_input_conv`.
 
     Raises:
         ModelError: the file is missing/unreadable, or its keys or shapes do not match.

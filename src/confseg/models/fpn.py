@@ -71,15 +71,19 @@ class FPNDecoder(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Map ``[c2, c3, c4, c5]`` (sizes exactly halving) to a stride-4 feature map."""
-        laterals = [conv(f) for conv, f in zip(self.laterals, features, strict=True)]
+        # Indexed loops over the ModuleLists keep this TorchScript-scriptable.
+        laterals: list[torch.Tensor] = []
+        for i, conv in enumerate(self.laterals):
+            laterals.append(conv(features[i]))
         pyramid: list[torch.Tensor] = [laterals[-1]]
-        for lateral in laterals[-2::-1]:
+        for i in range(len(laterals) - 2, -1, -1):
             top = F.interpolate(pyramid[0], scale_factor=2.0, mode="nearest")
-            pyramid.insert(0, lateral + top)
-        out = self.branches[0](pyramid[0])
-        for branch, level in zip(self.branches[1:], pyramid[1:], strict=True):
-            out = out + branch(level)
-        return out
+            pyramid.insert(0, laterals[i] + top)
+        merged = pyramid[0]
+        for i, branch in enumerate(self.branches):
+            level = branch(pyramid[i])
+            merged = level if i == 0 else merged + level
+        return merged
 
 
 class FPN(nn.Module):

@@ -1,0 +1,228 @@
+import types
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from confseg.errors import ConfsegError
+from confseg.models import ModelError, create_model, list_models
+from confseg.models import smp as smp_module
+
+NAMES = list_models()
+CLASSES = 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Small convolutions run faster on one thread, and much faster on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def build(name: str, in_channels: int = 1, seed: int = 0, **kw: object) -> nn.Module:
+    torch.manual_seed(seed)
+    return create_model(name, in_channels=in_channels, classes=CLASSES, **kw)
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d:
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_registry_lists_builtin_models() -> None:
+    for arch in ("fpn", "unet"):
+        for enc in ("resnet18", "resnet34", "resnet50"):
+            assert f"{arch}-{enc}" in NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model(name: str, tmp_path: Path) -> None:
+    """Every registered model: train step, seeds, odd sizes, TorchScript, ONNX, weights."""
+    size = 32 if name.endswith("resnet50") else 64  # keep the big encoders fast
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    # same seed -> same train-mode output; forward/backward reaches the first conv (1 and 3 ch)
+    model = build(name, 1)
+    out = model(x[:, :1])
+    assert torch.equal(out, build(name, 1)(x[:, :1]))
+    for in_channels, m, y in [(1, model, out), (3, build(name, 3), None)]:
+        assert m.confseg_spec == {"name": name, "in_channels": in_channels, "classes": CLASSES}
+        y = m(x[:, :in_channels]) if y is None else y
+        assert y.shape == (2, CLASSES, size, size)
+        y.square().mean().backward()
+        grad = first_conv(m).weight.grad
+        assert grad is not None and grad.shape[1] == in_channels
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+    # eval mode: output size equals input size for odd and non-square inputs
+    model = build(name, 1).eval()
+    small = torch.randn(1, 1, 37, 41, generator=torch.Generator().manual_seed(2))
+    odd = torch.randn(1, 1, 61, 77, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref_small, ref_odd = model(small), model(odd)
+        assert ref_small.shape == (1, CLASSES, 37, 41)
+        assert ref_odd.shape == (1, CLASSES, 61, 77)
+        assert model(torch.randn(1, 1, 33, 95)).shape == (1, CLASSES, 33, 95)
+
+    # TorchScript (trace) round trip through a file
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, small, check_trace=False)
+    traced.save(str(tmp_path / "model.pt"))
+    loaded = torch.jit.load(str(tmp_path / "model.pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(small), ref_small, rtol=1e-4, atol=1e-5)
+
+    # ONNX export (TorchScript-based exporter) + onnxruntime, also at another (odd) size
+    ort = pytest.importorskip("onnxruntime")
+    onnx_path = tmp_path / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (small,),
+            str(onnx_path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
+        )
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    for inp, expected in [(small, ref_small), (odd, ref_odd)]:
+        (got,) = session.run(None, {"image": inp.numpy()})
+        np.testing.assert_allclose(got, expected.numpy(), rtol=1e-3, atol=1e-4)
+
+    # encoder weights round trip: save one encoder, load it into a differently seeded model
+    weights = tmp_path / "encoder.pth"
+    torch.save(model.encoder.state_dict(), weights)
+    fresh = build(name, 1, seed=5, encoder_weights=weights)
+    fresh_state = fresh.encoder.state_dict()
+    assert not torch.equal(first_conv(fresh.decoder).weight, first_conv(model.decoder).weight)
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(fresh_state[key], value), key
+
+
+@pytest.mark.parametrize("name", ["fpn-resnet18", "unet-resnet18"])
+def test_torchscript_script(name: str) -> None:
+    """The built-in architectures also compile with torch.jit.script (size-generic)."""
+    model = build(name, 2).eval()
+    scripted = torch.jit.script(model)
+    x = torch.randn(1, 2, 45, 70, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_input_conv_adaptation(tmp_path: Path) -> None:
+    rgb = build("fpn-resnet18", 3)
+    path = tmp_path / "rgb.pt"
+    # a full-model checkpoint wrapped as Lightning/DDP would write it: prefixes are stripped
+    state = {f"module.model.{k}": v for k, v in rgb.state_dict().items()}
+    torch.save({"state_dict": state, "epoch": 3}, path)
+    grey = build("unet-resnet18", 1, seed=7, encoder_weights=path)
+    conv = rgb.encoder.conv1.weight
+    torch.testing.assert_close(grey.encoder.conv1.weight, conv.sum(1, keepdim=True))
+    torch.testing.assert_close(
+        grey.encoder.layer4[1].conv2.weight, rgb.encoder.layer4[1].conv2.weight
+    )
+    # a grey image gives the activations the RGB weights give on it repeated to 3 channels
+    x = torch.randn(1, 1, 32, 32)
+    torch.testing.assert_close(grey.encoder.conv1(x), rgb.encoder.conv1(x.repeat(1, 3, 1, 1)))
+    two = build("fpn-resnet18", 2, encoder_weights=path)
+    torch.testing.assert_close(two.encoder.conv1.weight, conv[:, [0, 1]] * 1.5)
+
+
+def test_torchvision_style_file_loads(tmp_path: Path) -> None:
+    # torchvision ResNet state_dicts have an fc head and may lack num_batches_tracked
+    enc = build("fpn-resnet34", 3).encoder.state_dict()
+    state = {k: v for k, v in enc.items() if not k.endswith("num_batches_tracked")}
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 512), torch.zeros(1000)
+    torch.save(state, tmp_path / "tv.pth")
+    model = build("fpn-resnet34", 3, seed=3, encoder_weights=tmp_path / "tv.pth")
+    torch.testing.assert_close(
+        model.encoder.layer3[5].bn2.running_var, enc["layer3.5.bn2.running_var"]
+    )
+
+
+def test_mismatched_weights_file(tmp_path: Path) -> None:
+    path = tmp_path / "r18.pth"
+    torch.save(build("fpn-resnet18").encoder.state_dict(), path)
+    with pytest.raises(
+        ModelError, match=r"r18\.pth do not match the fpn-resnet50 encoder: missing"
+    ):
+        build("fpn-resnet50", encoder_weights=path)
+    with pytest.raises(ModelError, match=r"r18\.pth do not match the fpn-resnet34 encoder"):
+        build("fpn-resnet34", encoder_weights=path)  # resnet34 has more blocks
+    state = torch.load(path)
+    state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    torch.save(state, path)
+    with pytest.raises(ModelError, match=r"shape mismatch.*layer1\.0\.conv1\.weight"):
+        build("fpn-resnet18", encoder_weights=path)
+
+
+def test_bad_weights_files(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found; confseg never downloads"):
+        build("fpn-resnet18", encoder_weights="imagenet")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match=r"cannot read encoder weights .*junk\.pt"):
+        build("fpn-resnet18", encoder_weights=tmp_path / "junk.pt")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(ModelError, match="is not a state_dict"):
+        build("fpn-resnet18", encoder_weights=tmp_path / "list.pt")
+
+
+def test_unknown_name_and_options() -> None:
+    with pytest.raises(ModelError, match=r"unknown model 'fpn-resnet19'.*fpn-resnet34"):
+        create_model("fpn-resnet19", in_channels=1, classes=2)
+    with pytest.raises(ModelError, match=r"unknown option.*colour"):
+        create_model("unet-resnet18", in_channels=1, classes=2, colour=1)
+    with pytest.raises(ModelError, match="classes=0"):
+        create_model("fpn-resnet18", in_channels=1, classes=0)
+    assert issubclass(ModelError, ConfsegError)
+
+
+def test_fpn_options() -> None:
+    model = build("fpn-resnet18", pyramid_channels=64, segmentation_channels=32, dropout=0.5)
+    assert model.decoder.laterals[0].out_channels == 64
+    assert model.classifier.in_channels == 32
+    assert isinstance(model.dropout, nn.Dropout2d)
+
+
+@pytest.mark.skipif(smp_module.smp_available(), reason="segmentation_models_pytorch is installed")
+def test_smp_missing() -> None:
+    assert not any(n.startswith("smp-") for n in NAMES)
+    with pytest.raises(
+        ModelError, match=r"segmentation_models_pytorch is not installed.*fpn-resnet34"
+    ):
+        create_model("smp-fpn-resnet34", in_channels=1, classes=2)
+
+
+def test_smp_names_when_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, dict]] = []
+
+    class Fake(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = nn.Conv2d(1, 1, 1)
+
+    def fake_create(arch: str, **kw: object) -> nn.Module:
+        calls.append((arch, kw))
+        return Fake()
+
+    fake = types.SimpleNamespace(create_model=fake_create)
+    monkeypatch.setattr(smp_module, "_import_smp", lambda: (fake, ""))
+    assert "smp-fpn-resnet34" in list_models()
+    model = create_model("smp-unetplusplus-resnet50", in_channels=2, classes=4)
+    assert calls == [
+        (
+            "unetplusplus",
+            {"encoder_name": "resnet50", "encoder_weights": None, "in_channels": 2, "classes": 4},
+        )
+    ]
+    assert model.confseg_spec["name"] == "smp-unetplusplus-resnet50"
+    with pytest.raises(ModelError, match="expected smp-<arch>-<encoder>"):
+        create_model("smp-fpn", in_channels=1, classes=1)
