@@ -300,6 +300,27 @@ def predict(
 
 
 @app.command()
+@user_errors
+def annotate(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    rater: Annotated[str | None, typer.Option(
+        help="Save to raters/<NAME>/ instead of confidence/.")] = None,
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    host: Annotated[str, typer.Option(help="Bind address (non-loopback prints a warning).")]
+    = "127.0.0.1",
+    model: Annotated[Path | None, typer.Option(
+        help="Run folder whose predictions are offered as a pre-annotation layer.")] = None,
+) -> None:
+    """Paint per-pixel confidence in the browser (local web app)."""
+    try:
+        from confseg.annotator import serve
+    except ImportError as exc:
+        raise ConfsegError(f"the annotator needs its extra: pip install 'confseg[annotator]' "
+                           f"({exc})") from None
+    serve(dataset, rater=rater, host=host, port=port, model_run=model)
+
+
+@app.command()
 def models() -> None:
     """List the model names."""
     from confseg.models import list_models

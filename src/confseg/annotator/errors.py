@@ -33,3 +33,9 @@ class InvalidMapError(AnnotatorError):
     """A malformed payload: not PNG, wrong size, values off the scale (422)."""
 
     status = 422
+
+
+class ModelError(AnnotatorError):
+    """The pre-annotation model is missing or returned something unusable (500/409)."""
+
+    status = 500

@@ -63,8 +63,9 @@ def decode_map_png(data: bytes, *, what: str) -> np.ndarray:
         if mode == "RGBA" and not np.all(arr[..., 3] == 255):
             raise InvalidMapError(f"{what}: transparent pixels in the PNG; send opaque grey")
         rgb = arr[..., :3]
-        if not (np.array_equal(rgb[..., 0], rgb[..., 1])
-                and np.array_equal(rgb[..., 0], rgb[..., 2])):
+        if not (
+            np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
+        ):
             raise InvalidMapError(f"{what}: colour PNG; a map must be grey (R = G = B)")
         return np.ascontiguousarray(rgb[..., 0])
     raise InvalidMapError(f"{what}: PNG mode {mode!r} is not supported; send 8-bit grey")
@@ -92,8 +93,10 @@ def map_version(arr: np.ndarray) -> str:
 def check_shape(arr: np.ndarray, shape: tuple[int, int], *, what: str) -> None:
     """Refuse a map whose size differs from the image's."""
     if arr.shape != shape:
-        raise InvalidMapError(f"{what}: size {arr.shape[1]}x{arr.shape[0]} differs from the "
-                              f"image ({shape[1]}x{shape[0]}); send a map of the image's size")
+        raise InvalidMapError(
+            f"{what}: size {arr.shape[1]}x{arr.shape[0]} differs from the "
+            f"image ({shape[1]}x{shape[0]}); send a map of the image's size"
+        )
 
 
 def check_levels(new: np.ndarray, base: np.ndarray, levels: Iterable[int], *, what: str) -> None:
@@ -110,8 +113,10 @@ def check_levels(new: np.ndarray, base: np.ndarray, levels: Iterable[int], *, wh
     if bad.any():
         y, x = (int(v) for v in np.argwhere(bad)[0])
         ok = sorted(int(v) for v in np.flatnonzero(allowed))
-        raise InvalidMapError(f"{what}: value {int(new[y, x])} at x={x}, y={y} is not on the "
-                              f"confidence scale {ok[1:]} (or 0 = not marked)")
+        raise InvalidMapError(
+            f"{what}: value {int(new[y, x])} at x={x}, y={y} is not on the "
+            f"confidence scale {ok[1:]} (or 0 = not marked)"
+        )
 
 
 def merge_maps(current: np.ndarray, base: np.ndarray, new: np.ndarray) -> np.ndarray:
@@ -159,7 +164,7 @@ def display_image(img: np.ndarray) -> np.ndarray:
         return a.astype(np.uint8) * 255
     f = a.astype(np.float64)
     finite = f[np.isfinite(f)]
-    lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
+    lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
     if hi <= lo:
         hi = lo + 1.0
     f = np.nan_to_num((f - lo) / (hi - lo), nan=0.0, posinf=1.0, neginf=0.0)
