@@ -37,3 +37,21 @@ def test_split_writes_json(tiny_dataset):
     assert sorted(p for f in s["folds"] for p in f) == ["p0", "p1", "p2", "p3"]
     r = runner.invoke(app, ["split", str(tiny_dataset), "--k", "9"])
     assert r.exit_code == 2 and "only 4 patients" in r.output
+
+
+def test_synth_then_info(tmp_path):
+    out = tmp_path / "s"
+    r = runner.invoke(app, ["synth", str(out), "--patients", "2", "--views", "2", "--days", "2",
+                            "--size", "64", "--raters", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    obj = json.loads(runner.invoke(app, ["info", str(out), "--json"]).stdout)
+    assert (obj["items"], obj["patients"], obj["days"]) == (8, 2, [0, 1])
+    assert obj["raters"] == ["r1", "r2"] and obj["has_clinical"] and obj["has_truth"]
+    assert set(obj["classes"]) == {"pleural_line", "b_line", "a_line"}
+    r = runner.invoke(app, ["synth", str(out), "--patients", "2", "--quiet"])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+
+
+def test_import_unknown_layout_lists_known(tmp_path):
+    r = runner.invoke(app, ["import", "dicomweb", str(tmp_path), str(tmp_path / "o")])
+    assert r.exit_code == 2 and "lus-cs541" in r.output and "Traceback" not in r.output

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import platform
 import shutil
 import time
@@ -72,6 +73,15 @@ def _precision(cfg: TrainConfig) -> str:
     if cfg.precision != "auto":
         return cfg.precision
     return "16-mixed" if torch.cuda.is_available() and cfg.accelerator != "cpu" else "32-true"
+
+
+def _quiet_lightning() -> None:
+    """Drop Lightning's INFO chatter (tips, "GPU available") and a torch-internal deprecation."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*Experiment logs directory.*")
 
 
 def _trainer(cfg: TrainConfig, run: Path, *, quiet: bool) -> pl.Trainer:
@@ -215,13 +225,11 @@ def _merge_metrics(run: Path) -> None:
 
 def _fit(cfg: TrainConfig, run: Path, dm: SegmentationDataModule, module: SegmentationModule,
          *, ckpt: Path | None, quiet: bool, evaluate: bool, start_epoch: int = 0) -> Path:
+    _quiet_lightning()
     trainer = _trainer(cfg, run, quiet=quiet)
     t0 = time.perf_counter()
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            warnings.filterwarnings("ignore", ".*Experiment logs directory.*")
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
     except BaseException as exc:
         _write_status(run, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
