@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from confseg.annotation import ClassSchema, ConfidenceLevel
+from confseg.annotation import ClassSchema
 from confseg.dataset import DatasetWriter, validate_files
 from confseg.errors import ConfsegError, DatasetError, ImportLayoutError
 from confseg.io.images import PIL_SUFFIXES, read_image, to_grey_max
@@ -19,9 +19,11 @@ ProgressFn = Callable[[int, int], None]
 PathLike = str | os.PathLike[str]
 
 # A source with a single annotator and no confidence: every mark is "certain".
-MARKED_SCALE: tuple[ConfidenceLevel, ...] = (
-    ConfidenceLevel(value=100, name="marked", description="Marked by the annotator."),
-)
+# Binary sources (one annotator, no confidence): imported marks are stored as 100 and the
+# dataset keeps the default five-level scale, so the data can be re-annotated with
+# confidence in `confseg annotate`. The metadata says the imported marks carry no confidence.
+BINARY_SOURCE_NOTE = ("imported marks are binary (100 = marked by the source annotator, no "
+                      "confidence recorded); the scale is confseg's default for re-annotation")
 
 
 def check_paths(src: PathLike, dst: PathLike, layout: str) -> tuple[Path, Path]:

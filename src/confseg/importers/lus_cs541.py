@@ -18,7 +18,7 @@ from pathlib import Path
 from confseg.dataset import DatasetWriter
 from confseg.errors import ImportLayoutError
 from confseg.importers._common import (
-    MARKED_SCALE,
+    BINARY_SOURCE_NOTE,
     PathLike,
     ProgressFn,
     as_int,
@@ -131,13 +131,13 @@ def import_lus_cs541(
         frames.values(), key=lambda f: (natural_key(f.subject), natural_key(f.view), f.frame)
     )
     total = len(order)
-    meta = {"source": {"layout": LAYOUT, "path": str(src_p.resolve())}}
+    meta = {"source": {"layout": LAYOUT, "path": str(src_p.resolve()),
+                       "confidence": BINARY_SOURCE_NOTE}}
     tick(progress, 0, total)
     with DatasetWriter(
         dst_p,
         name=name or src_p.resolve().name,
         classes=names,
-        scale=MARKED_SCALE,
         meta=meta,
         overwrite=overwrite,
     ) as w:

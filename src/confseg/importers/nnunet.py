@@ -23,7 +23,7 @@ import numpy as np
 from confseg.dataset import DatasetWriter
 from confseg.errors import DatasetError, ImportLayoutError, MediaError
 from confseg.importers._common import (
-    MARKED_SCALE,
+    BINARY_SOURCE_NOTE,
     PathLike,
     ProgressFn,
     check_classes,
@@ -246,14 +246,14 @@ def import_nnunet(
     patients = {c.case: patient_from(c.case, regex) for c in cases}
     names = list(spec.classes)
     total = len(cases)
-    meta = {"source": {"layout": LAYOUT, "path": str(src_p.resolve())}}
+    meta = {"source": {"layout": LAYOUT, "path": str(src_p.resolve()),
+                       "confidence": BINARY_SOURCE_NOTE}}
     dropped = 0
     tick(progress, 0, total)
     with DatasetWriter(
         dst_p,
         name=name or src_p.resolve().name,
         classes=names,
-        scale=MARKED_SCALE,
         meta=meta,
         overwrite=overwrite,
     ) as w:
