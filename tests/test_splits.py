@@ -5,6 +5,7 @@ import pytest
 from confseg.dataset import load_dataset
 from confseg.errors import SplitError
 from confseg.splits import Splits, check_splits, make_splits, read_splits, write_splits
+
 from conftest import write_tiny_dataset
 
 
