@@ -17,7 +17,7 @@ from confseg.metrics import (
     summarize,
 )
 
-QUBIQ_DIR = Path("/work/shared/data/qubiq-brain-growth")
+QUBIQ_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "qubiq-brain-growth"
 
 
 def has_qubiq() -> bool:
@@ -265,7 +265,7 @@ def test_summarize_mean_vs_pooled_and_public_row():
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not has_qubiq(), reason="needs /work/shared/data/qubiq-brain-growth")
+@pytest.mark.skipif(not has_qubiq(), reason="needs ../shared/data/qubiq-brain-growth")
 def test_qubiq_one_rater_vs_seven_rater_fraction():
     from PIL import Image
 
