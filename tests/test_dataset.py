@@ -147,3 +147,9 @@ def test_raters_ignore_and_rgb(tmp_path):
     assert set(np.unique(r)) <= {0.0, 1.0}
     assert ds.read_ignore(it)[:, :2].all() and not ds.read_ignore(it)[:, 2:].any()
     assert ds.read_image(it).shape == (32, 40, 3)
+
+
+def test_image_size_matches_decoded_shape(tmp_path):
+    ds = load_dataset(write_tiny_dataset(tmp_path / "rgb", rgb=True, size=(30, 44)))
+    for it in ds.items:
+        assert ds.image_size(it) == ds.read_image(it).shape[:2] == (30, 44)

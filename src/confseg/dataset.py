@@ -39,7 +39,14 @@ from confseg.annotation import (
 )
 from confseg.errors import ConfsegError, DatasetError, MediaError
 from confseg.io.atomic import atomic_write_text
-from confseg.io.images import read_image, read_mask, read_percent_map, to_grey_max, write_png
+from confseg.io.images import (
+    image_shape,
+    read_image,
+    read_mask,
+    read_percent_map,
+    to_grey_max,
+    write_png,
+)
 
 FORMAT_VERSION = 1
 DATASET_JSON = "dataset.json"
@@ -98,8 +105,10 @@ class Dataset:
         return read_image(self.path(item.image))
 
     def image_size(self, item: Item) -> tuple[int, int]:
-        """``(H, W)`` of the item's image."""
-        return tuple(self.read_image(item).shape[:2])  # type: ignore[return-value]
+        """``(H, W)`` of the item's image (read from the header; the pixels are not decoded)."""
+        if item.image is None:
+            raise DatasetError(f"{self.root}: item {item.id!r} has no image")
+        return image_shape(self.path(item.image))
 
     def read_confidence(self, item: Item, cls: str, shape: tuple[int, int] | None = None
                         ) -> np.ndarray:

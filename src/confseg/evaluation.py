@@ -90,19 +90,21 @@ def fit_temperature(logits: Sequence[torch.Tensor], confs: Sequence[np.ndarray],
 
 
 def _stats_rows(ds: Dataset, items: Sequence[Item], logits: Sequence[torch.Tensor],
-                temperature: float) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+                temperatures: Sequence[float]) -> list[list[dict[str, Any]]]:
+    """Per-image statistics at each temperature; reference maps are read once per item."""
+    rows: list[list[dict[str, Any]]] = [[] for _ in temperatures]
     for it, z in zip(items, logits, strict=True):
-        prob = torch.sigmoid(z / temperature).numpy()
         conf = ds.read_confidence_stack(it)
         ign = ds.read_ignore(it)
         truth = None
         if it.truth:
             truth = np.stack([ds.read_truth(it, c) if c in it.truth
                               else np.zeros(conf.shape[1:], bool) for c in ds.classes])
-        for r in image_stats(prob, conf, ignore=ign, truth=truth, classes=ds.classes):
-            r.update(id=it.id, patient=it.patient, view=it.view, day=it.day)
-            rows.append(r)
+        for out, t in zip(rows, temperatures, strict=True):
+            prob = torch.sigmoid(z / t).numpy()
+            for r in image_stats(prob, conf, ignore=ign, truth=truth, classes=ds.classes):
+                r.update(id=it.id, patient=it.patient, view=it.view, day=it.day)
+                out.append(r)
     return rows
 
 
@@ -181,13 +183,14 @@ def evaluate_run(run: str | Path, *, data: str | Path | None = None, split: str 
         atomic_write_text(run / "calibration.json", json.dumps(
             {"temperature": temperature, "fitted_on": "val", "objective": "soft-target NLL"},
             indent=1) + "\n")
-    rows = _stats_rows(ds, items, logits, 1.0)
+    temps = (1.0, temperature) if calibrate else (1.0,)
+    rows, *calibrated_rows = _stats_rows(ds, items, logits, temps)
     truth = any(it.truth for it in items)
     metrics = [m for m in metric_names(truth=truth) if not m.startswith("empty_ref")]
     metrics += list(pooled_names(truth=truth))
     per_class = summarize_with_ci(rows, metrics, ds.classes, n_boot=n_boot)
     if calibrate:
-        rows_t = _stats_rows(ds, items, logits, temperature)
+        rows_t = calibrated_rows[0]
         after = summarize_with_ci(rows_t, ["ece", "aece", "brier", "nll", "ece_pooled"],
                                   ds.classes, n_boot=n_boot)
         calibration = {"temperature": temperature, "fitted_on": "val",

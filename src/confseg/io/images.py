@@ -56,6 +56,22 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     raise MediaError(f"{p}: unsupported image type {suffix!r}; use PNG, JPEG, NIfTI or DICOM")
 
 
+def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(H, W)`` of an image, from the file header where the format allows (no decoding).
+
+    Raises:
+        MediaError: the file is missing or not a readable image.
+    """
+    p = Path(path)
+    if _suffix(p) in PIL_SUFFIXES and p.is_file():
+        try:
+            with Image.open(p) as im:
+                return im.height, im.width
+        except (UnidentifiedImageError, OSError) as exc:
+            raise MediaError(f"{p}: cannot decode image ({exc}); re-export the file") from exc
+    return tuple(read_image(p).shape[:2])  # type: ignore[return-value]
+
+
 def _read_nifti(p: Path) -> np.ndarray:
     try:
         import nibabel as nib
