@@ -79,10 +79,10 @@ def bench_loader(*, size: int, batch_size: int, patients: int, workers_default: 
     dataset (empty cache); epoch 1 decodes the PNGs, epoch 2 reads the in-memory cache (unless
     the workers were restarted, which drops their cache).
     """
-    from confseg.dataset import load_dataset
+    from confseg.data import load_dataset
     from confseg.synth import generate
-    from confseg.torchdata import SegmentationDataset
-    from confseg.transforms import ultrasound_augment
+    from confseg.training.augment import ultrasound_augment
+    from confseg.training.torchdata import SegmentationDataset
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="confseg-bench-data-") as tmp:

@@ -16,11 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from confseg.bootstrap import summarize_with_ci
-from confseg.dataset import load_dataset
+from confseg.config import TrainConfig
+from confseg.data import load_dataset
+from confseg.data.splits import make_splits, write_splits
 from confseg.importers import run_import
-from confseg.splits import make_splits, write_splits
-from confseg.training import TrainConfig, train
+from confseg.metrics.bootstrap import summarize_with_ci
+from confseg.workflows import train_and_evaluate
 
 LAYOUT = {"lus-cs541": "lus-cs541", "qubiq": "multirater"}
 
@@ -54,9 +55,9 @@ def crossval(data: Path, work: Path, *, strategy: str, model: str, k: int | str,
                           channels=channels, batch_size=batch_size, seed=seed, patience=0,
                           lr=1e-3)
         t0 = time.perf_counter()
-        train(cfg, overwrite=True, quiet=True)
-        status = json.loads((run / "run.json").read_text())
-        fold_rows = _rows(run / "per_case.csv")
+        folder = train_and_evaluate(cfg, overwrite=True, quiet=True)
+        status = folder.read_status()
+        fold_rows = _rows(folder.per_case_path())
         rows += fold_rows
         per_fold.append({"fold": f, "test_patients": status["patients"]["test"],
                          "seconds": round(time.perf_counter() - t0, 1),

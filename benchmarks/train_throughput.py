@@ -5,12 +5,12 @@ Measures in one process, alternating plain / confseg ``--repeats`` times (ABAB..
 * ``plain_images_per_s``: forward, loss, backward, AdamW step, zero_grad over batches held in
   memory (same model, loss, optimiser, batch and input size as confseg);
 * ``confseg_images_per_s``: :class:`confseg.training.module.SegmentationModule` driven by the
-  Trainer of :func:`confseg.training.runner._trainer` (deterministic, CSVLogger with
+  Trainer of :func:`confseg.training.runner.build_trainer` (deterministic, CSVLogger with
   ``log_every_n_steps=1``, ModelCheckpoint), fed the SAME in-memory batches;
 * ``overhead_ms_per_step``: the same pair with the model swapped for a 1x1 convolution, so
   what confseg adds per step is resolved to ~0.1 ms (``--ablations``: one suspect removed at a
   time);
-* ``loader_images_per_s``: :class:`confseg.torchdata.SegmentationDataset` over a synthetic
+* ``loader_images_per_s``: :class:`confseg.training.torchdata.SegmentationDataset` over a synthetic
   dataset with the training augmentation, through a DataLoader, second (cached) epoch.
 
 Prints ONE JSON object on stdout; progress goes to stderr. See benchmarks/README.md and
@@ -38,10 +38,11 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader
 
+from confseg.config import TrainConfig
 from confseg.losses import SoftBCEDiceLoss
 from confseg.models import create_model
+from confseg.runs import RunFolder
 from confseg.training import runner
-from confseg.training.config import TrainConfig
 from confseg.training.module import SegmentationModule
 
 CLASSES = ["pleural_line", "b_line", "a_line"]
@@ -183,7 +184,7 @@ def time_confseg(args: argparse.Namespace, batches: list[dict[str, Any]], device
         module = module_cls(cfg.to_dict(), CLASSES)
         if tiny:
             module.model = _tiny_model()
-        trainer = runner._trainer(cfg, run_dir, quiet=quiet)
+        trainer = runner.build_trainer(cfg, RunFolder(run_dir), quiet=quiet)
         if edit is not None:
             edit(trainer)
         timer = StepTimer(device)

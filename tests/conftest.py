@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from confseg.dataset import DatasetWriter
+from confseg.data import DatasetWriter
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from confseg.annotator import create_app
 from confseg.annotator.maps import map_version, quantize_to_scale
-from confseg.dataset import DatasetWriter, load_dataset
+from confseg.data import DatasetWriter, load_dataset
 from confseg.errors import ConfsegError
 from confseg.io.images import read_image
 

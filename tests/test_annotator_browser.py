@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from confseg.dataset import DatasetWriter
+from confseg.data import DatasetWriter
 from confseg.io.images import read_image
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -4,8 +4,8 @@ import time
 import numpy as np
 import pytest
 
-from confseg.bootstrap import bootstrap_ci, summarize_with_ci
-from confseg.metrics import image_stats
+from confseg.metrics.bootstrap import bootstrap_ci, summarize_with_ci
+from confseg.metrics.segmentation import image_stats
 
 
 def make_rows(values_by_patient, metric="m", cls="x"):

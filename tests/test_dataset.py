@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from confseg.dataset import DatasetWriter, load_dataset
+from confseg.data import DatasetWriter, load_dataset
 from confseg.errors import ConfsegError, DatasetError
 
 from conftest import write_tiny_dataset

@@ -20,7 +20,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ev")
     data = write_tiny_dataset(root / "ds", patients=5, per_patient=2, size=(40, 56))
     run = train(TrainConfig(data=str(data), out=str(root / "run"), model="fpn-resnet18",
-                            size=64, batch_size=4, epochs=1, k=5), quiet=True, evaluate=False)
+                            size=64, batch_size=4, epochs=1, k=5), quiet=True)
     return data, run
 
 
@@ -69,6 +69,14 @@ def test_evaluate_errors(trained, tmp_path):
         evaluate_run(run, data=other, split="all", quiet=True)
     with pytest.raises(EvaluationError, match="split 'dev'"):
         evaluate_run(run, split="dev", quiet=True)
+
+
+def test_evaluate_cli_prints_where_it_wrote(trained):
+    _data, run = trained
+    r = CliRunner().invoke(app, ["evaluate", str(run), "--split", "val", "--quiet"])
+    assert r.exit_code == 0, r.output
+    where = run / "eval-val-tiny" / "summary.json"
+    assert f"wrote {where}" in r.output and where.is_file()
 
 
 def test_predict_cli_writes_maps(trained, tmp_path):

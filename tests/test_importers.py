@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from confseg.dataset import load_dataset
+from confseg.data import load_dataset
 from confseg.errors import ConfsegError, DatasetError, ImportLayoutError
 from confseg.importers import IMPORTERS, importer_options, run_import
 from confseg.importers.covid_blues import parse_number

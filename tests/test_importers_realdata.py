@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from confseg.dataset import load_dataset
+from confseg.data import load_dataset
 from confseg.importers import run_import
 from confseg.io.images import read_percent_map
 

@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from confseg.annotation import percent_to_unit
-from confseg.calibration import adaptive_ece, calibration_stats, reliability_curve
-from confseg.metrics import (
+from confseg.data.schema import percent_to_unit
+from confseg.metrics.calibration import adaptive_ece, calibration_stats, reliability_curve
+from confseg.metrics.segmentation import (
     LEVELS,
     hd95,
     image_stats,

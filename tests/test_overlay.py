@@ -1,4 +1,4 @@
-"""Tests of confidence overlays and the example figure (confseg.report.overlay)."""
+"""Tests of confidence overlays and the example figure (confseg.viz.overlay)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from confseg.dataset import load_dataset
-from confseg.report.overlay import (
+from confseg.data import load_dataset
+from confseg.synth import generate
+from confseg.viz.overlay import (
     DEFAULT_COLORS,
     class_colors,
     overlay_confidence,
     pick_items,
     save_example_figure,
 )
-from confseg.synth import generate
 
 from conftest import write_tiny_dataset
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from confseg.dataset import load_dataset
+from confseg.data import load_dataset
+from confseg.data.splits import Splits, check_splits, make_splits, read_splits, write_splits
 from confseg.errors import SplitError
-from confseg.splits import Splits, check_splits, make_splits, read_splits, write_splits
 
 from conftest import write_tiny_dataset
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage, stats
 
-from confseg.dataset import load_dataset
+from confseg.data import load_dataset
 from confseg.errors import ConfsegError
 from confseg.io.images import read_percent_map
 from confseg.synth import CLASSES, generate

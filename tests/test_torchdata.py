@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from confseg.dataset import load_dataset
+from confseg.data import load_dataset
 from confseg.errors import StrategyError
-from confseg.torchdata import SegmentationDataset, to_channels
-from confseg.transforms import Letterbox, ultrasound_augment
+from confseg.preprocess import Letterbox, to_channels
+from confseg.training.augment import ultrasound_augment
+from confseg.training.torchdata import SegmentationDataset
 
 from conftest import write_tiny_dataset
 

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from confseg.errors import ConfsegError, SplitError
+from confseg.runs import RunFolder
 from confseg.training import ConfigError, RunError, TrainConfig, resume, train
+from confseg.workflows import resume_and_evaluate, train_and_evaluate
 
 from conftest import write_tiny_dataset
 
@@ -29,12 +31,12 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 def test_run_folder_is_self_describing(data, tmp_path):
     run = train(TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=2, **FAST),
-                quiet=True, evaluate=False)
+                quiet=True)
     for name in ("config.yaml", "splits.json", "metrics.csv", "progress.png", "run.json",
                  "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
         assert (run / name).is_file(), name
     status = json.loads((run / "run.json").read_text())
-    assert status["status"] == "finished" and status["epochs"] == 2
+    assert status["status"] == "trained" and status["epochs"] == 2
     tr, va, te = (set(status["patients"][k]) for k in ("train", "val", "test"))
     assert not (tr & va or tr & te or va & te)  # patient-level split
     again = TrainConfig.load(run / "config.yaml")
@@ -44,22 +46,16 @@ def test_run_folder_is_self_describing(data, tmp_path):
 KILLER = textwrap.dedent("""
     import os, signal, sys
     import pytorch_lightning as pl
-    from confseg.training import TrainConfig, runner
+    from confseg.training import TrainConfig, train
 
     class Kill(pl.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             if trainer.current_epoch == 2 and batch_idx == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    orig = runner._trainer
-    def patched(cfg, run, *, quiet):
-        t = orig(cfg, run, quiet=quiet)
-        t.callbacks.append(Kill())
-        return t
-    runner._trainer = patched
     cfg = TrainConfig(data=sys.argv[1], out=sys.argv[2], epochs=4, model="fpn-resnet18",
                       size=64, batch_size=1, k=3, patience=0)
-    runner.train(cfg, quiet=True, evaluate=False)
+    train(cfg, quiet=True, callbacks=[Kill()])
 """)
 
 
@@ -67,7 +63,7 @@ def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
     # Batch size 1: the training fold has 2 images, so the kill lands after batch 1 of 2.
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "full"), epochs=4, patience=0,
                       **{**FAST, "batch_size": 1})
-    full = train(cfg, quiet=True, evaluate=False)
+    full = train(cfg, quiet=True)
 
     killed = tmp_path / "killed"
     proc = subprocess.run([sys.executable, "-c", KILLER, str(data), str(killed)],
@@ -78,8 +74,8 @@ def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
     assert ck["epoch"] == 1  # epochs 0 and 1 finished, killed inside epoch 2
 
     with pytest.raises(RunError, match=r"not empty .*--resume"):
-        train(cfg.replace(out=str(killed)), quiet=True, evaluate=False)
-    resume(killed, quiet=True, evaluate=False)
+        train(cfg.replace(out=str(killed)), quiet=True)
+    resume(killed, quiet=True)
     a, b = _weights(full), _weights(killed)
     assert a.keys() == b.keys()
     for k in a:
@@ -106,7 +102,10 @@ def test_bad_input_errors(data, tmp_path):
     with pytest.raises(ConfigError, match="size=50; use a multiple of 32"):
         TrainConfig(data="x", out="y", size=50)
     done = train(TrainConfig(data=str(data), out=str(tmp_path / "c"), epochs=1, **FAST),
-                 quiet=True, evaluate=False)
+                 quiet=True)
+    with pytest.raises(RunError, match=r"not empty \(run status: trained\).*--overwrite"):
+        train(TrainConfig(data=str(data), out=str(done), epochs=1, **FAST))
+    RunFolder(done).update_status(status="finished")
     with pytest.raises(RunError, match=r"already holds a finished run.*--overwrite"):
         train(TrainConfig(data=str(data), out=str(done), epochs=1, **FAST))
 
@@ -124,8 +123,29 @@ def test_empty_class_is_an_error(tmp_path):
 def test_checkpoint_from_other_model_is_refused(data, tmp_path):
     run = tmp_path / "r"
     cfg = TrainConfig(data=str(data), out=str(run), epochs=1, **FAST)
-    train(cfg, quiet=True, evaluate=False)
+    train(cfg, quiet=True)
     (run / "run.json").write_text(json.dumps({"status": "running"}))
     cfg.replace(model="unet-resnet18").save(run / "config.yaml")
     with pytest.raises(RunError, match="checkpoint is from model 'fpn-resnet18'"):
         resume(run, quiet=True)
+
+
+def test_workflow_chains_train_evaluate_report(data, tmp_path):
+    run = train_and_evaluate(TrainConfig(data=str(data), out=str(tmp_path / "w"), epochs=1,
+                                         **FAST), quiet=True)
+    assert run.status == "finished"
+    s = run.summary()
+    assert s["out"] == str(run.root) and s["split"] == "test"
+    for cls in ("a", "b"):
+        assert run.reliability_png(cls).is_file()
+    assert s["examples"]["ids"] and "uncalibrated" in s["examples"]["model"]
+    for i in s["examples"]["ids"]:
+        assert run.example_png(i, "label").is_file() and run.example_png(i, "pred").is_file()
+    html = run.report_path.read_text()
+    assert "uncalibrated" in html and html.count("data:image/png;base64") >= 4
+    # A run whose fit ended but whose evaluation did not happen is only evaluated on resume.
+    run.update_status(status="trained")
+    run.summary_path.unlink()
+    mtime = run.checkpoint("last").stat().st_mtime_ns
+    assert resume_and_evaluate(run.root, quiet=True).status == "finished"
+    assert run.has_summary() and run.checkpoint("last").stat().st_mtime_ns == mtime

@@ -1,9 +1,21 @@
 """confseg: segmentation from uncertain labels (per-pixel confidence and multi-rater data)."""
 
-from confseg.annotation import DEFAULT_SCALE, ClassSchema, ConfidenceLevel, Item
-from confseg.dataset import Dataset, DatasetWriter, load_dataset
+from importlib.metadata import PackageNotFoundError, version
+
+from confseg.data import (
+    DEFAULT_SCALE,
+    ClassSchema,
+    ConfidenceLevel,
+    Dataset,
+    DatasetWriter,
+    Item,
+    Splits,
+    load_dataset,
+    make_splits,
+    read_splits,
+    write_splits,
+)
 from confseg.errors import ConfsegError, DatasetError, StrategyError
-from confseg.splits import Splits, make_splits, read_splits, write_splits
 from confseg.targets import (
     IgnoreBand,
     RaterSample,
@@ -14,7 +26,10 @@ from confseg.targets import (
     parse_strategy,
 )
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("confseg")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_SCALE",

@@ -75,8 +75,8 @@ def info(
     quiet: Quiet = False,
 ) -> None:
     """Summarise a dataset: counts, marked fraction and confidence levels per class."""
-    from confseg.dataset import load_dataset
-    from confseg.info import dataset_info
+    from confseg.data import load_dataset
+    from confseg.data.info import dataset_info
 
     ds = load_dataset(dataset)
     with progress_bar("reading maps", quiet=quiet or as_json) as prog:
@@ -158,12 +158,12 @@ def split(
     = None,
 ) -> None:
     """Write patient-grouped K-fold splits (no patient in two folds)."""
-    from confseg.dataset import load_dataset
-    from confseg.splits import make_splits, write_splits
+    from confseg.data import load_dataset
+    from confseg.data.splits import make_splits, write_splits
 
     ds = load_dataset(dataset, validate=False)
     splits = make_splits(ds, k=k if k == "loo" else int(k), seed=seed)
-    path = out or dataset / "splits.json"
+    path = out or ds.splits_path()
     write_splits(path, splits)
     for f, pats in enumerate(splits.folds):
         n = sum(1 for it in ds.items if it.patient in set(pats))
@@ -204,13 +204,11 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a model on a dataset with a label strategy; writes a self-describing run folder."""
-    from confseg.training import TrainConfig
-    from confseg.training import resume as resume_run
-    from confseg.training import train as train_run
+    from confseg.config import TrainConfig
+    from confseg.workflows import resume_and_evaluate, train_and_evaluate
 
     if resume is not None:
-        path = resume_run(resume, quiet=quiet)
-        _print_run(path)
+        _print_run(resume_and_evaluate(resume, quiet=quiet))
         return
     opts: dict[str, Any] = {
         "data": str(dataset) if dataset else None, "out": str(out) if out else None,
@@ -227,15 +225,15 @@ def train(
         if dataset is None or out is None:
             raise typer.BadParameter("give DATASET and --out (or --config / --resume)")
         cfg = TrainConfig(**{k_: v for k_, v in opts.items() if v is not None})
-    path = train_run(cfg, overwrite=overwrite, quiet=quiet)
-    _print_run(path)
+    _print_run(train_and_evaluate(cfg, overwrite=overwrite, quiet=quiet))
 
 
-def _print_run(run: Path) -> None:
-    summary = run / "summary.json"
-    if summary.exists():
-        _print_summary(json.loads(summary.read_text()))
-    typer.echo(f"run folder: {run}")
+def _print_run(run: Any) -> None:
+    if run.has_summary():
+        _print_summary(run.summary())
+    typer.echo(f"run folder: {run.root}")
+    if run.report_path.exists():
+        typer.echo(f"report: {run.report_path}")
 
 
 def _print_summary(s: dict[str, Any]) -> None:
@@ -244,8 +242,9 @@ def _print_summary(s: dict[str, Any]) -> None:
     out = _stdout()
     out.print(f"[bold]{s['split']}[/bold] split: {s['n_images']} images, {s['n_patients']} "
               f"patients; model {s['model']}, strategy {s['strategy']}  ({s['interval']})")
-    metrics = [m for m in ("dice@any", "dice@0.6", "qubiq", "soft_dice", "ece", "dice_truth")
-               if any(m in c for c in s["classes"].values())]
+    from confseg.metrics.segmentation import HEADLINE
+
+    metrics = [m for m in HEADLINE if any(m in c for c in s["classes"].values())]
     t = Table("class", *metrics)
     for cls, c in s["classes"].items():
         t.add_row(cls, *(f"{c[m]['mean']:.3f} [{c[m]['lo']:.3f}, {c[m]['hi']:.3f}]"
@@ -276,7 +275,7 @@ def evaluate(
     summary = evaluate_run(run, data=data, split=split, calibrate=calibrate,
                            checkpoint=checkpoint, out=out, quiet=quiet)
     _print_summary(summary)
-    typer.echo(f"wrote {Path(out or run) / 'summary.json' if out or split == 'test' else run}")
+    typer.echo(f"wrote {Path(summary['out']) / 'summary.json'}")
 
 
 @app.command()

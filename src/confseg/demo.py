@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from confseg.dataset import load_dataset
-from confseg.info import dataset_info
+from confseg.data import load_dataset
+from confseg.data.info import dataset_info
 from confseg.progress import console, progress_bar
 
 
@@ -46,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from confseg.config import TrainConfig
+    from confseg.metrics.segmentation import HEADLINE
     from confseg.synth import generate
-    from confseg.training import TrainConfig, train
+    from confseg.workflows import train_and_evaluate
 
     t0 = time.perf_counter()
     data = Path(args.data)
@@ -68,28 +69,24 @@ def _run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data=str(data), out=str(run), model=args.model, strategy=args.strategy,
                       fold=0, k=5, epochs=args.epochs, size=args.size, batch_size=8,
                       lr=2e-3, patience=0, seed=0)
-    train(cfg, overwrite=True, quiet=args.quiet, evaluate=True)
-    summary = json.loads((run / "summary.json").read_text())
+    folder = train_and_evaluate(cfg, overwrite=True, quiet=args.quiet)
+    summary = folder.summary()
     console.print(f"[bold]4/4[/bold] test fold: {summary['n_images']} images of "
                   f"{summary['n_patients']} held-out patients")
     for cls, m in summary["classes"].items():
         parts = []
-        for key, label in (("dice_truth", "Dice vs truth"), ("dice@0.6", "Dice vs label@0.6"),
-                           ("dice@any", "Dice vs label@any"), ("ece", "ECE")):
+        for key in ("dice_truth", "dice@0.6", "dice@any", "ece"):
+            label = HEADLINE[key]
             if key in m:
                 parts.append(f"{label} {m[key]['mean']:.3f} [{m[key]['lo']:.3f}, "
                              f"{m[key]['hi']:.3f}]")
         console.print(f"  {cls:13s} " + " | ".join(parts), highlight=False)
-    status = json.loads((run / "run.json").read_text())
+    status = folder.read_status()
     console.print(f"done in {time.perf_counter() - t0:.0f} s "
                   f"({status.get('seconds_per_epoch', 0):.1f} s/epoch)")
-    report = run / "report.html"
-    from confseg.report.run_report import write_run_report
-
-    write_run_report(run, report)
-    console.print(f"report: {report.resolve()}")
-    console.print(f"run folder: {run.resolve()} (summary.json, per_case.csv, progress.png, "
-                  "reliability_*.png)")
+    console.print(f"report: {folder.report_path.resolve()}")
+    console.print(f"run folder: {folder.root.resolve()} (summary.json, per_case.csv, "
+                  "progress.png, reliability_*.png, examples/)")
     return 0
 
 

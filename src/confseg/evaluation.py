@@ -1,19 +1,21 @@
 """Evaluate a run folder: per-case metrics, patient-bootstrap intervals, reliability diagrams.
 
-Writes into the run folder (or ``out``):
+Writes into the run folder for its own test split, else into ``run/eval-<split>-<dataset>/``
+(or ``out``); :mod:`confseg.runs` names the files:
 
 - ``summary.json``: per class and metric ``{"mean", "lo", "hi", "n_patients", "n"}`` (95 %
   intervals from resampling patients), plus headline figures and, with ``calibrate``, the
   temperature and before/after calibration metrics;
 - ``per_case.csv``: one row per image and class;
-- ``reliability_<class>.png``: reliability diagram against the annotator confidence.
+- ``reliability_<class>.png``: reliability diagram against the annotator confidence;
+- ``examples/<id>_label.png``, ``<id>_pred.png``: overlays of a few images, drawn from the same
+  (uncalibrated) predictions as the metrics, for the report.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,39 +24,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from confseg.annotation import Item
-from confseg.bootstrap import summarize_with_ci
-from confseg.calibration import reliability_curve
-from confseg.dataset import Dataset, load_dataset
-from confseg.errors import ConfsegError
-from confseg.inference.predictor import Predictor
+from confseg.data import Dataset, Item, load_dataset
+from confseg.errors import EvaluationError
+from confseg.inference import Predictor
 from confseg.io.atomic import atomic_write_text
-from confseg.metrics import image_stats, metric_names, pooled_names, public_row
+from confseg.io.images import write_png
+from confseg.metrics.bootstrap import summarize_with_ci
+from confseg.metrics.calibration import reliability_curve
+from confseg.metrics.segmentation import (
+    HEADLINE,
+    image_stats,
+    metric_names,
+    pooled_names,
+    public_row,
+)
+from confseg.preprocess import to_display
 from confseg.progress import progress_bar
-from confseg.splits import read_splits
-from confseg.training.config import TrainConfig
-
-SPLITS = ("test", "val", "train", "all")
-HEADLINE = ("dice@any", "dice@0.6", "qubiq", "soft_dice", "ece", "dice_truth")
-
-
-class EvaluationError(ConfsegError):
-    """An evaluation request cannot be served."""
-
-
-def split_items(run: Path, ds: Dataset, split: str, *, same_data: bool) -> list[Item]:
-    """Image items of ``split`` for the run's fold (``all`` = every image item)."""
-    if split not in SPLITS:
-        raise EvaluationError(f"split {split!r}; choose one of {', '.join(SPLITS)}")
-    if split == "all":
-        return ds.image_items()
-    if not same_data:
-        raise EvaluationError(f"{ds.root} is not the run's training data; only --split all "
-                              "makes sense on other data")
-    cfg = TrainConfig.load(run / "config.yaml")
-    train_p, val_p, test_p = read_splits(run / "splits.json").partition(cfg.fold)
-    pats = set({"train": train_p, "val": val_p, "test": test_p}[split])
-    return [it for it in ds.image_items() if it.patient in pats]
+from confseg.runs import EvalFolder, RunFolder
+from confseg.viz.overlay import overlay_confidence
+from confseg.viz.plots import plot_reliability
 
 
 def fit_temperature(logits: Sequence[torch.Tensor], confs: Sequence[np.ndarray],
@@ -132,40 +120,60 @@ def _per_case_csv(rows: Sequence[dict[str, Any]], truth: bool) -> str:
     return buf.getvalue()
 
 
-def evaluate_run(run: str | Path, *, data: str | Path | None = None, split: str = "test",
-                 calibrate: bool = False, checkpoint: str = "best", out: str | Path | None = None,
-                 n_boot: int = 1000, quiet: bool = False) -> dict[str, Any]:
+def _write_examples(folder: EvalFolder, ds: Dataset, items: Sequence[Item],
+                    logits: Sequence[torch.Tensor], n: int) -> list[str]:
+    """Label and prediction overlays of the first ``n`` items; returns their ids."""
+    ids = []
+    for it, z in list(zip(items, logits, strict=True))[:n]:
+        grey = to_display(ds.read_image(it), grey=True)
+        write_png(folder.example_png(it.id, "label"),
+                  overlay_confidence(grey, ds.read_confidence_stack(it)))
+        write_png(folder.example_png(it.id, "pred"),
+                  overlay_confidence(grey, torch.sigmoid(z).numpy()))
+        ids.append(it.id)
+    return ids
+
+
+def evaluate_run(run: str | Path | RunFolder, *, data: str | Path | Dataset | None = None,
+                 split: str = "test", calibrate: bool = False, checkpoint: str = "best",
+                 out: str | Path | None = None, n_boot: int = 1000, examples: int = 3,
+                 quiet: bool = False) -> dict[str, Any]:
     """Evaluate a trained run and write its summary files.
 
     Args:
         run: Run folder.
-        data: Dataset to evaluate on (default: the run's training data).
+        data: Dataset (folder or loaded) to evaluate on (default: the run's training data).
         split: ``test`` (the run's test fold), ``val``, ``train`` or ``all``.
         calibrate: Fit a temperature on the validation split and report before/after.
         checkpoint: ``best`` or ``last``.
         out: Output folder (default: the run folder for its own test split, else
             ``run/eval-<split>-<dataset name>``).
         n_boot: Bootstrap replicates.
+        examples: Number of images drawn as overlays into ``examples/``.
         quiet: No progress bar.
 
     Returns:
-        The summary dict (also written to ``summary.json``).
+        The summary dict (also written to ``summary.json``); ``summary["out"]`` is the folder
+        it was written to.
     """
-    run = Path(run)
-    cfg = TrainConfig.load(run / "config.yaml")
-    same = data is None or Path(data).resolve() == Path(cfg.data).resolve()
-    ds = load_dataset(data or cfg.data)
-    items = split_items(run, ds, split, same_data=same)
+    folder = (run if isinstance(run, RunFolder) else RunFolder(run)).require()
+    cfg = folder.config
+    ds = data if isinstance(data, Dataset) else load_dataset(data or cfg.data)
+    same = folder.is_training_data(ds)
+    items = folder.items(ds, split)
     if not items:
-        raise EvaluationError(f"{run}: the {split} split has no image items")
-    predictor = Predictor.from_run(run, checkpoint=checkpoint, calibrated=False)
+        raise EvaluationError(f"{folder.root}: the {split} split has no image items")
+    predictor = Predictor.from_run(folder, checkpoint=checkpoint, calibrated=False)
     if list(predictor.classes) != list(ds.classes):
         raise EvaluationError(f"{ds.root}: classes {list(ds.classes)} differ from the run's "
                               f"{predictor.classes}; evaluate on data with the same classes")
-    if out is None:
-        out = run if (same and split == "test") else run / f"eval-{split}-{ds.name}"
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
+        dest = EvalFolder(out)
+    elif same and split == "test":
+        dest = folder
+    else:
+        dest = folder.eval_folder(split, ds.name)
+    dest.root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with progress_bar(f"evaluate {split}", quiet=quiet) as prog:
         logits = _predict(predictor, ds, items, prog)
@@ -175,14 +183,12 @@ def evaluate_run(run: str | Path, *, data: str | Path | None = None, split: str 
         if not same:
             raise EvaluationError("--calibrate fits on the run's validation split; evaluate on "
                                   "the training dataset")
-        val_items = split_items(run, ds, "val", same_data=True)
+        val_items = folder.items(ds, "val")
         val_logits = _predict(predictor, ds, val_items, None)
         temperature = fit_temperature(
             val_logits, [ds.read_confidence_stack(it) for it in val_items],
             [None if (m := ds.read_ignore(it)) is None else ~m for it in val_items])
-        atomic_write_text(run / "calibration.json", json.dumps(
-            {"temperature": temperature, "fitted_on": "val", "objective": "soft-target NLL"},
-            indent=1) + "\n")
+        folder.write_temperature(temperature, fitted_on="val", objective="soft-target NLL")
     temps = (1.0, temperature) if calibrate else (1.0,)
     rows, *calibrated_rows = _stats_rows(ds, items, logits, temps)
     truth = any(it.truth for it in items)
@@ -196,9 +202,9 @@ def evaluate_run(run: str | Path, *, data: str | Path | None = None, split: str 
         calibration = {"temperature": temperature, "fitted_on": "val",
                        "before": {c: {m: per_class[c][m] for m in after[c]} for c in ds.classes},
                        "after": after}
-        atomic_write_text(out / "per_case_calibrated.csv", _per_case_csv(rows_t, truth))
+        atomic_write_text(dest.per_case_path(calibrated=True), _per_case_csv(rows_t, truth))
     summary: dict[str, Any] = {
-        "run": str(run), "data": str(ds.root), "split": split, "checkpoint": checkpoint,
+        "run": str(folder.root), "data": str(ds.root), "split": split, "checkpoint": checkpoint,
         "model": cfg.model, "strategy": cfg.strategy, "fold": cfg.fold,
         "n_images": len(items), "n_patients": len({it.patient for it in items}),
         "patients": sorted({it.patient for it in items}),
@@ -211,13 +217,17 @@ def evaluate_run(run: str | Path, *, data: str | Path | None = None, split: str 
     }
     if calibration:
         summary["calibration"] = calibration
-    atomic_write_text(out / "per_case.csv", _per_case_csv(rows, truth))
-    from confseg.report.plots import plot_reliability
-
+    atomic_write_text(dest.per_case_path(), _per_case_csv(rows, truth))
     for cls in ds.classes:
         centers, mean_pred, mean_conf, counts = reliability_curve(rows, cls)
         plot_reliability(centers, mean_pred, mean_conf, counts,
                          title=f"{cls} (ECE {per_class[cls]['ece']['mean']:.3f})",
-                         out_png=out / f"reliability_{cls}.png")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float) + "\n")
+                         out_png=dest.reliability_png(cls))
+    if examples:
+        summary["examples"] = {
+            "ids": _write_examples(dest, ds, items, logits, examples),
+            "model": "uncalibrated (temperature 1), the same predictions as the metrics",
+        }
+    summary["out"] = str(dest.root)
+    dest.write_summary(summary)
     return summary

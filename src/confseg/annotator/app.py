@@ -13,8 +13,6 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from confseg.annotator.errors import AnnotatorError, InvalidMapError, NotFoundError
-from confseg.annotator.errors import PayloadTooLargeError as _TooLarge
 from confseg.annotator.layout import tool_version
 from confseg.annotator.maps import (
     decode_map_b64,
@@ -25,7 +23,8 @@ from confseg.annotator.maps import (
 )
 from confseg.annotator.preannotate import PreAnnotator, PredictFn, load_run_predictor
 from confseg.annotator.store import AnnotationStore, MapEdit
-from confseg.errors import ConfsegError
+from confseg.errors import AnnotatorError, ConfsegError, InvalidMapError, NotFoundError
+from confseg.errors import PayloadTooLargeError as _TooLarge
 
 STATIC = Path(__file__).resolve().parent / "static"
 AUTOSAVE_SECONDS = 3.0

@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from confseg.annotation import Item
-from confseg.annotator.errors import AnnotatorError
-from confseg.errors import DatasetError, MediaError
+from confseg.data.schema import Item
+from confseg.errors import AnnotatorError, DatasetError, MediaError
 from confseg.io.atomic import atomic_write_text
 from confseg.io.images import read_image, read_percent_map
 
@@ -36,10 +35,10 @@ LOCK_FILE = ".annotator.lock"
 
 
 def tool_version() -> str:
-    """``confseg.__version__`` when defined, else "0.1.0"."""
+    """``confseg.__version__`` (from the installed package metadata)."""
     import confseg
 
-    return str(getattr(confseg, "__version__", "0.1.0"))
+    return confseg.__version__
 
 
 def check_rater_name(name: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from confseg.annotator.errors import InvalidMapError
+from confseg.errors import InvalidMapError
 
 # Decoding a PNG bigger than this many pixels is refused (a decompression bomb guard).
 MAX_PIXELS = 50_000_000

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from confseg.annotator.errors import ModelError
 from confseg.annotator.maps import encode_png_b64, quantize_to_scale
-from confseg.errors import ConfsegError
+from confseg.errors import ConfsegError, PreannotationError
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 """Image ``(H, W)`` or ``(H, W, C)`` -> ``(K, H, W)`` probabilities in [0, 1], K = classes."""
@@ -94,17 +93,17 @@ class PreAnnotator:
             except ConfsegError:
                 raise
             except Exception as exc:
-                raise ModelError(
+                raise PreannotationError(
                     f"pre-annotation model failed on item {item_id!r}: {type(exc).__name__}: {exc}"
                 ) from exc
             want = (len(self.classes), *image.shape[:2])
             if out.shape != want:
-                raise ModelError(
+                raise PreannotationError(
                     f"pre-annotation model returned shape {out.shape} for item "
                     f"{item_id!r}; expected {want} (classes x height x width)"
                 )
             if not np.all(np.isfinite(out)) or out.min() < -1e-4 or out.max() > 1 + 1e-4:
-                raise ModelError(
+                raise PreannotationError(
                     f"pre-annotation model returned values outside [0, 1] for item "
                     f"{item_id!r}; it must output probabilities"
                 )

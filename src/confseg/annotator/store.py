@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from confseg.annotation import Item
-from confseg.annotator.errors import ConflictError, InvalidMapError, NotFoundError
 from confseg.annotator.layout import (
     DONE,
     IN_PROGRESS,
@@ -36,8 +34,9 @@ from confseg.annotator.maps import (
     map_version,
     merge_maps,
 )
-from confseg.dataset import DATASET_JSON, Dataset, load_dataset
-from confseg.errors import DatasetError, MediaError
+from confseg.data import DATASET_JSON, Dataset, load_dataset
+from confseg.data.schema import Item
+from confseg.errors import ConflictError, DatasetError, InvalidMapError, MediaError, NotFoundError
 from confseg.io.images import write_png
 
 try:  # POSIX: also serialise saves between server processes (e.g. one per rater)

@@ -1,8 +1,8 @@
 """Importers: turn an external dataset layout into a native confseg dataset.
 
 Each importer is ``function(src, dst, *, overwrite=False, progress=None, **opts) -> Path``,
-writes through :class:`confseg.dataset.DatasetWriter` (nothing appears at ``dst`` on
-failure) and leaves a dataset that :func:`confseg.dataset.load_dataset` accepts.
+writes through :class:`confseg.data.dataset.DatasetWriter` (nothing appears at ``dst`` on
+failure) and leaves a dataset that :func:`confseg.data.dataset.load_dataset` accepts.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from confseg.annotation import ClassSchema
-from confseg.dataset import DatasetWriter, validate_files
+from confseg.data import DatasetWriter, validate_files
+from confseg.data.schema import ClassSchema
 from confseg.errors import ConfsegError, DatasetError, ImportLayoutError
 from confseg.io.images import PIL_SUFFIXES, read_image, to_grey_max
 

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from confseg.dataset import DatasetWriter
+from confseg.data import DatasetWriter
 from confseg.errors import ImportLayoutError
 from confseg.importers._common import (
     PathLike,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from confseg.dataset import DatasetWriter
+from confseg.data import DatasetWriter
 from confseg.errors import ImportLayoutError
 from confseg.importers._common import (
     PathLike,

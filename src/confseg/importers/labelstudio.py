@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
-from confseg.dataset import DatasetWriter
+from confseg.data import DatasetWriter
 from confseg.errors import ImportLayoutError
 from confseg.importers._common import (
     PathLike,

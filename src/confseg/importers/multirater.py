@@ -15,8 +15,8 @@ import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
-from confseg.annotation import ConfidenceLevel, rater_fraction
-from confseg.dataset import DatasetWriter
+from confseg.data import DatasetWriter
+from confseg.data.schema import ConfidenceLevel, rater_fraction
 from confseg.errors import ConfsegError, ImportLayoutError
 from confseg.importers._common import (
     PathLike,

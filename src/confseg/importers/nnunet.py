@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from confseg.dataset import DatasetWriter
+from confseg.data import DatasetWriter
 from confseg.errors import DatasetError, ImportLayoutError, MediaError
 from confseg.importers._common import (
     BINARY_SOURCE_NOTE,

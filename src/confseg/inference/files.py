@@ -12,8 +12,8 @@ from confseg.errors import ConfsegError
 from confseg.inference.predictor import Predictor
 from confseg.io.atomic import atomic_write_bytes
 from confseg.io.images import read_image, write_png
-from confseg.report.overlay import overlay_confidence
-from confseg.torchdata import to_channels
+from confseg.preprocess import to_display
+from confseg.viz.overlay import overlay_confidence
 
 FORMATS = ("png", "npz")
 
@@ -63,9 +63,8 @@ def predict_files(run: str | Path, images: Sequence[str | Path], out: str | Path
             target = out / f"{stem}_mask_{cls}.png"
             write_png(target, prob[k] > level)
             written.append(target)
-        grey = to_channels(img, 1)[0]
         target = out / f"{stem}_overlay.png"
-        write_png(target, overlay_confidence((grey * 255).astype(np.uint8), prob))
+        write_png(target, overlay_confidence(to_display(img, grey=True), prob))
         written.append(target)
         if progress:
             progress(n + 1, len(paths))

@@ -1,8 +1,12 @@
-"""Predict per-class probability maps at the original image size from a run folder."""
+"""Predict per-class probability maps at the original image size.
+
+A :class:`Predictor` is a network plus its :class:`~confseg.models.spec.ModelSpec`; a
+checkpoint carries the spec, so loading needs nothing else (no config, no Lightning).
+"""
 
 from __future__ import annotations
 
-import json
+import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,15 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from confseg.errors import ConfsegError
+from confseg.errors import CheckpointError
 from confseg.models import create_model
-from confseg.torchdata import to_channels
-from confseg.training.config import TrainConfig
-from confseg.transforms import Letterbox
-
-
-class CheckpointError(ConfsegError):
-    """A checkpoint is missing, unreadable or does not match its run."""
+from confseg.models.spec import ModelSpec
+from confseg.preprocess import Letterbox, to_channels
+from confseg.runs import RunFolder
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -42,57 +42,73 @@ class Predictor:
 
     Args:
         model: Network returning logits ``(N, K, S, S)``.
-        classes: Class names.
-        size: Square input side used in training.
-        channels: Model input channels.
-        temperature: Logits are divided by it before the sigmoid (1 = uncalibrated).
+        spec: What the network expects and predicts (channels, size, classes, temperature).
         device: Torch device.
     """
 
-    def __init__(self, model: torch.nn.Module, *, classes: Sequence[str], size: int,
-                 channels: int, temperature: float = 1.0, device: str | torch.device = "cpu"
-                 ) -> None:
+    def __init__(self, model: torch.nn.Module, spec: ModelSpec, *,
+                 device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.classes = list(classes)
-        self.size = int(size)
-        self.channels = int(channels)
-        self.temperature = float(temperature)
+        self.spec = spec
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, in output-channel order."""
+        return list(self.spec.class_names)
+
+    @property
+    def size(self) -> int:
+        """Square input side."""
+        return self.spec.size
+
+    @property
+    def channels(self) -> int:
+        """Model input channels."""
+        return self.spec.in_channels
+
+    @property
+    def temperature(self) -> float:
+        """Logits are divided by it before the sigmoid (1 = uncalibrated)."""
+        return self.spec.temperature
 
     @classmethod
-    def from_run(cls, run: str | Path, *, checkpoint: str = "best", calibrated: bool = True,
-                 device: str | torch.device = "cpu") -> Predictor:
-        """Load ``run/checkpoints/<checkpoint>.ckpt`` (``best`` or ``last``).
+    def from_checkpoint(cls, path: str | os.PathLike[str], *, temperature: float | None = None,
+                        device: str | torch.device = "cpu") -> Predictor:
+        """Load a checkpoint: its stored ModelSpec rebuilds the network.
 
-        With ``calibrated``, a temperature from ``run/calibration.json`` is applied if present.
+        Args:
+            path: A ``.ckpt`` written by confseg training.
+            temperature: Override the spec's temperature (e.g. a fitted calibration).
+            device: Torch device.
         """
-        run = Path(run)
-        cfg_path = run / "config.yaml"
-        if not cfg_path.exists():
-            raise CheckpointError(f"{run}: no config.yaml; not a confseg run folder")
-        cfg = TrainConfig.load(cfg_path)
-        state = load_checkpoint(run / "checkpoints" / f"{checkpoint}.ckpt")
-        classes = list(state.get("hyper_parameters", {}).get("classes", []))
-        if not classes:
-            raise CheckpointError(f"{run}: checkpoint has no class list; retrain with confseg")
-        spec = state.get("confseg_spec") or {}
-        if spec and (spec.get("name") != cfg.model or spec.get("classes") != len(classes)):
-            raise CheckpointError(f"{run}: checkpoint holds {spec.get('name')!r}, config says "
-                                  f"{cfg.model!r}; the run folder is inconsistent")
-        model = create_model(cfg.model, in_channels=cfg.channels, classes=len(classes))
-        weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items()
+        state = load_checkpoint(path)
+        spec = ModelSpec.from_checkpoint(state, where=str(path))
+        if temperature is not None:
+            spec = spec.replace(temperature=float(temperature))
+        model = create_model(spec.name, in_channels=spec.in_channels, classes=spec.classes)
+        weights = {k.removeprefix("model."): v for k, v in state.get("state_dict", {}).items()
                    if k.startswith("model.")}
         try:
             model.load_state_dict(weights)
         except RuntimeError as exc:
-            raise CheckpointError(f"{run}: checkpoint does not fit model {cfg.model!r} "
+            raise CheckpointError(f"{path}: checkpoint does not fit model {spec.name!r} "
                                   f"({str(exc).splitlines()[0]})") from None
-        temperature = 1.0
-        cal = run / "calibration.json"
-        if calibrated and cal.exists():
-            temperature = float(json.loads(cal.read_text())["temperature"])
-        return cls(model, classes=classes, size=cfg.size, channels=cfg.channels,
-                   temperature=temperature, device=device)
+        return cls(model, spec, device=device)
+
+    @classmethod
+    def from_run(cls, run: str | os.PathLike[str] | RunFolder, *, checkpoint: str = "best",
+                 calibrated: bool = True, device: str | torch.device = "cpu") -> Predictor:
+        """Load ``run/checkpoints/<checkpoint>.ckpt`` (``best`` or ``last``).
+
+        With ``calibrated``, the temperature of ``run/calibration.json`` is applied if present.
+        """
+        folder = run if isinstance(run, RunFolder) else RunFolder(run)
+        if not folder.root.is_dir():
+            raise CheckpointError(f"{folder.root}: run folder not found")
+        temperature = folder.temperature() if calibrated else 1.0
+        return cls.from_checkpoint(folder.checkpoint(checkpoint), temperature=temperature,
+                                   device=device)
 
     def _prepare(self, image: np.ndarray) -> tuple[torch.Tensor, Letterbox]:
         x = torch.from_numpy(to_channels(image, self.channels))

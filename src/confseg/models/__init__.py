@@ -1,6 +1,7 @@
 """Segmentation models: ``create_model(name, in_channels=..., classes=...)``, ``list_models()``."""
 
-from confseg.models.encoders import ModelError, ResNetEncoder, load_encoder_weights
+from confseg.errors import ModelError
+from confseg.models.encoders import ResNetEncoder, load_encoder_weights
 from confseg.models.fpn import FPN
 from confseg.models.registry import create_model, list_models
 from confseg.models.unet import UNet

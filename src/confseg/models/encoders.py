@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from monai.networks.nets.resnet import ResNet, ResNetBlock, ResNetBottleneck
 from torch import nn
 
-from confseg.errors import ConfsegError
+from confseg.errors import ModelError
 
 #: Encoder name -> (block type, blocks per stage).
 RESNET_SPECS: dict[str, tuple[type[nn.Module], list[int]]] = {
@@ -26,12 +26,6 @@ RESNET_SPECS: dict[str, tuple[type[nn.Module], list[int]]] = {
 #: Output stride of the deepest feature map; inputs are padded to a multiple of it.
 ENCODER_STRIDE = 32
 
-
-class ModelError(ConfsegError):
-    """A model cannot be built: unknown name, missing optional package, bad weights file.
-
-    Defined here (the lowest module of the package) and re-exported by ``registry``.
-    """
 
 
 class ResNetEncoder(nn.Module):

@@ -9,7 +9,8 @@ from typing import Any
 
 from torch import nn
 
-from confseg.models.encoders import RESNET_SPECS, ModelError, load_encoder_weights
+from confseg.errors import ModelError
+from confseg.models.encoders import RESNET_SPECS, load_encoder_weights
 from confseg.models.fpn import FPN
 from confseg.models.smp import SMP_PREFIX, create_smp_model, smp_model_names
 from confseg.models.unet import UNet

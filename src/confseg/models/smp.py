@@ -12,7 +12,7 @@ from types import ModuleType
 
 from torch import nn
 
-from confseg.models.encoders import ModelError
+from confseg.errors import ModelError
 
 SMP_PREFIX = "smp-"
 #: (arch, encoder) pairs listed by ``list_models`` when smp is importable.

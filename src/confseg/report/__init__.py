@@ -1,1 +1,1 @@
-"""Figures and HTML reports."""
+"""HTML pages rendered from folders; never runs a model."""

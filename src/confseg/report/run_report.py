@@ -1,25 +1,20 @@
-"""A self-contained HTML page for one run: config, split, metrics with intervals, figures."""
+"""A self-contained HTML page for one run, rendered from its folder's files.
+
+It never runs a model: the figures (progress, reliability, example overlays) were written by
+training and evaluation (:mod:`confseg.runs` names them).
+"""
 
 from __future__ import annotations
 
 import base64
-import io
-import json
 import os
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
-from PIL import Image
 
-from confseg.dataset import load_dataset
 from confseg.io.atomic import atomic_write_text
-
-METRICS = (("dice@any", "Dice vs label (any mark)"), ("dice@0.6", "Dice vs label ≥60%"),
-           ("qubiq", "QUBIQ score"), ("soft_dice", "soft Dice"), ("dice_truth", "Dice vs truth"),
-           ("hd95", "HD95 (px)"), ("ece", "ECE"), ("brier", "Brier"))
+from confseg.metrics.segmentation import HEADLINE
+from confseg.runs import RunFolder
 
 
 def _png_data_uri(path: Path) -> str | None:
@@ -28,49 +23,17 @@ def _png_data_uri(path: Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _array_uri(arr: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def _examples(run: Path, cfg: dict[str, Any], summary: dict[str, Any], n: int = 3
-              ) -> list[dict[str, str]]:
-    """Test images with the annotator's confidence and the model's probabilities."""
-    from confseg.inference import Predictor
-    from confseg.report.overlay import overlay_confidence
-    from confseg.torchdata import to_channels
-
-    ds = load_dataset(summary.get("data", cfg["data"]), validate=False)
-    pats = set(summary.get("patients", []))
-    items = [it for it in ds.image_items() if it.patient in pats][:n]
-    if not items:
-        return []
-    predictor = Predictor.from_run(run)
-    out = []
-    for it in items:
-        img = ds.read_image(it)
-        grey = (to_channels(img, 1)[0] * 255).astype(np.uint8)
-        prob = predictor.predict(img)
-        out.append({
-            "id": it.id,
-            "label": _array_uri(overlay_confidence(grey, ds.read_confidence_stack(it))),
-            "pred": _array_uri(overlay_confidence(grey, prob)),
-        })
-    return out
-
-
-def write_run_report(run: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                     *, examples: int = 3) -> Path:
-    """Render ``run/report.html`` (or ``out``) from the files of a finished run."""
-    run = Path(run)
-    out = Path(out) if out else run / "report.html"
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    summary = json.loads((run / "summary.json").read_text())
-    status = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+def write_run_report(run: str | os.PathLike[str] | RunFolder,
+                     out: str | os.PathLike[str] | None = None) -> Path:
+    """Render ``run/report.html`` (or ``out``) from the files of an evaluated run."""
+    folder = (run if isinstance(run, RunFolder) else RunFolder(run)).require()
+    out = Path(out) if out else folder.report_path
+    cfg = folder.config.to_dict()
+    summary = folder.summary()
+    status = folder.read_status()
     classes = list(summary["classes"])
     rows = []
-    for key, label in METRICS:
+    for key, label in HEADLINE.items():
         if not any(key in summary["classes"][c] for c in classes):
             continue
         cells = []
@@ -79,13 +42,18 @@ def write_run_report(run: str | os.PathLike[str], out: str | os.PathLike[str] | 
             cells.append("–" if m is None or m["mean"] != m["mean"] else
                          f"{m['mean']:.3f} <small>[{m['lo']:.3f}, {m['hi']:.3f}]</small>")
         rows.append({"label": label, "cells": cells})
+    ex = summary.get("examples") or {}
+    examples = [{"id": i, "label": _png_data_uri(folder.example_png(i, "label")),
+                 "pred": _png_data_uri(folder.example_png(i, "pred"))}
+                for i in ex.get("ids", [])]
     env = Environment(loader=PackageLoader("confseg.report", "templates"),
                       autoescape=select_autoescape(["html"]))
     html = env.get_template("run.html").render(
-        run=run.name, cfg=cfg, summary=summary, status=status, classes=classes, rows=rows,
-        progress=_png_data_uri(run / "progress.png"),
-        reliability=[(c, _png_data_uri(run / f"reliability_{c}.png")) for c in classes],
-        examples=_examples(run, cfg, summary, examples) if examples else [],
+        run=folder.root.name, cfg=cfg, summary=summary, status=status, classes=classes,
+        rows=rows, progress=_png_data_uri(folder.progress_png),
+        reliability=[(c, _png_data_uri(folder.reliability_png(c))) for c in classes],
+        examples=[e for e in examples if e["label"] and e["pred"]],
+        examples_model=ex.get("model", ""),
     )
     atomic_write_text(out, html)
     return out

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from confseg.annotation import DEFAULT_SCALE
+from confseg.data.schema import DEFAULT_SCALE
 from confseg.synth.structures import Structure
 
 LEVELS = np.array([0] + [lv.value for lv in DEFAULT_SCALE], dtype=np.float32) / 100.0

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from confseg.dataset import DatasetWriter
+from confseg.data import DatasetWriter
 from confseg.errors import ConfsegError
 from confseg.synth.annotator import (
     AnnotatorModel,

@@ -9,9 +9,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from confseg.config import TrainConfig
 from confseg.losses import SoftBCEDiceLoss
 from confseg.models import create_model
-from confseg.training.config import TrainConfig
+from confseg.models.spec import SPEC_KEY, ModelSpec
 
 
 class SegmentationModule(pl.LightningModule):
@@ -37,6 +38,12 @@ class SegmentationModule(pl.LightningModule):
         self.loss = SoftBCEDiceLoss(bce_weight=self.cfg.pos_weight_bce,
                                     dice_weight=self.cfg.dice_weight)
         self._val: dict[str, float] = {}
+
+    @property
+    def spec(self) -> ModelSpec:
+        """What a Predictor or an export needs to rebuild and feed this network."""
+        return ModelSpec(name=self.cfg.model, in_channels=self.cfg.channels,
+                         class_names=tuple(self.classes), size=self.cfg.size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.model(x)
@@ -94,7 +101,7 @@ class SegmentationModule(pl.LightningModule):
                       float(gauss)],
             "python": random.getstate(),
         }
-        checkpoint["confseg_spec"] = getattr(self.model, "confseg_spec", {})
+        checkpoint[SPEC_KEY] = self.spec.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
         rng = checkpoint.get("confseg_rng")

@@ -1,72 +1,41 @@
-"""Train one run: create the self-describing run folder, fit, resume, summarise.
+"""Train one run into its run folder (:class:`confseg.runs.RunFolder`): fit, resume.
 
-A run folder::
+Training ends with status ``trained``; evaluating the run and rendering its report are later
+stages, chained by :mod:`confseg.workflows`.
 
-    runs/<name>/
-      config.yaml        everything needed to rerun it
-      splits.json        patients per fold
-      run.json           status (running / finished / failed), versions, timings
-      checkpoints/best.ckpt, last.ckpt
-      metrics.csv        per-epoch log (Lightning CSVLogger)
-      progress.png       loss and Dice curves
-      summary.json       final test metrics with confidence intervals (written by evaluation)
+Under DDP, Lightning's launcher starts the other ranks by running the same command again;
+only rank 0 writes the run folder.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import platform
-import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 import confseg
-from confseg.errors import ConfsegError
-from confseg.io.atomic import atomic_write_text
-from confseg.splits import write_splits
-from confseg.training.config import MONITORS, TrainConfig
-from confseg.training.data import SegmentationDataModule
+from confseg.config import MONITORS, TrainConfig
+from confseg.errors import RunError
+from confseg.models.spec import ModelSpec
+from confseg.runs import FAILED, FINISHED, RUNNING, TRAINED, RunFolder
+from confseg.training.csvlog import merge_metrics, stash_metrics
+from confseg.training.datamodule import SegmentationDataModule
 from confseg.training.module import SegmentationModule
+from confseg.viz.plots import plot_progress
 
 
-class RunError(ConfsegError):
-    """A run folder is in a state that forbids the requested action."""
-
-
-def read_run_status(run: Path) -> dict[str, Any]:
-    """``run.json`` of a run folder ({} when absent)."""
-    p = Path(run) / "run.json"
-    return json.loads(p.read_text()) if p.exists() else {}
-
-
-def _write_status(run: Path, **fields: Any) -> None:
-    status = read_run_status(run)
-    status.update(fields)
-    atomic_write_text(run / "run.json", json.dumps(status, indent=1, default=str) + "\n")
-
-
-def _prepare_folder(cfg: TrainConfig, overwrite: bool) -> Path:
-    run = Path(cfg.out)
-    if run.exists() and any(run.iterdir()):
-        state = read_run_status(run).get("status")
-        if not overwrite:
-            if state == "finished":
-                raise RunError(f"{run}: already holds a finished run; pick another --out or "
-                               "pass --overwrite")
-            raise RunError(f"{run}: not empty (run status: {state or 'unknown'}); continue it "
-                           f"with `confseg train --resume {run}` or pass --overwrite")
-        shutil.rmtree(run)
-    run.mkdir(parents=True, exist_ok=True)
-    return run
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 (always True outside distributed training)."""
+    return int(getattr(rank_zero_only, "rank", 0) or 0) == 0
 
 
 def _precision(cfg: TrainConfig) -> str:
@@ -84,29 +53,39 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*Experiment logs directory.*")
 
 
-def _trainer(cfg: TrainConfig, run: Path, *, quiet: bool) -> pl.Trainer:
+def build_trainer(cfg: TrainConfig, run: RunFolder, *, quiet: bool = False,
+                  callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
+    """The Lightning Trainer of a run: checkpoints, early stopping, CSV log, DDP when > 1 device.
+
+    Args:
+        cfg: The run configuration.
+        run: The run folder (checkpoints and ``metrics.csv`` go there).
+        quiet: No progress bar.
+        callbacks: Extra callbacks (tests and benchmarks hook in here).
+    """
     mode = MONITORS[cfg.monitor]
-    callbacks: list[pl.Callback] = [
-        ModelCheckpoint(dirpath=run / "checkpoints", filename="best", monitor=cfg.monitor,
+    cbs: list[pl.Callback] = [
+        ModelCheckpoint(dirpath=run.checkpoints_dir, filename="best", monitor=cfg.monitor,
                         mode=mode, save_top_k=1, save_last=True, enable_version_counter=False,
                         auto_insert_metric_name=False),
     ]
     if cfg.patience > 0:
-        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience))
+        cbs.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience))
+    cbs.extend(callbacks)
     devices = cfg.devices
     strategy = "auto"
     if isinstance(devices, int) and devices > 1:
         strategy = "ddp"
     return pl.Trainer(
-        default_root_dir=run,
+        default_root_dir=run.root,
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
         devices=devices,
         strategy=strategy,
         precision=_precision(cfg),
         deterministic=True,
-        logger=CSVLogger(save_dir=run, name="", version=""),
-        callbacks=callbacks,
+        logger=CSVLogger(save_dir=run.root, name="", version=""),
+        callbacks=cbs,
         log_every_n_steps=1,
         num_sanity_val_steps=0,
         enable_model_summary=False,
@@ -116,135 +95,102 @@ def _trainer(cfg: TrainConfig, run: Path, *, quiet: bool) -> pl.Trainer:
 
 
 def train(cfg: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
-          evaluate: bool = True) -> Path:
-    """Train a new run described by ``cfg``.
+          callbacks: Sequence[pl.Callback] = ()) -> Path:
+    """Train a new run described by ``cfg`` (``cfg.out`` is the run folder).
+
+    The data, split and strategy are checked before anything is written.
 
     Args:
-        cfg: The configuration (``cfg.out`` is the run folder).
+        cfg: The configuration.
         overwrite: Replace an existing run folder.
         quiet: No progress bar.
-        evaluate: Evaluate the best checkpoint on the test fold afterwards (summary.json).
+        callbacks: Extra Lightning callbacks.
 
     Returns:
-        The run folder.
+        The run folder, with status ``trained``.
     """
-    dm = SegmentationDataModule(cfg)  # validates data, split and strategy before any write
-    run = _prepare_folder(cfg, overwrite)
-    cfg.save(run / "config.yaml")
-    write_splits(run / "splits.json", dm.splits)
-    _write_status(run, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  confseg=confseg.__version__, torch=torch.__version__,
-                  lightning=pl.__version__, python=platform.python_version(),
-                  machine=platform.machine(),
-                  patients={k: list(v) for k, v in dm.patients.items()},
-                  items={k: len(v) for k, v in dm.items.items()})
+    dm = SegmentationDataModule(cfg)
+    dm.setup("fit")  # validates data, split and strategy before any write
+    run = RunFolder(cfg.out)
+    if is_rank_zero():
+        run.prepare(overwrite=overwrite)
+        run.write_config(cfg)
+        run.write_splits(dm.splits)
+        run.update_status(status=RUNNING, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                          confseg=confseg.__version__, torch=torch.__version__,
+                          lightning=pl.__version__, python=platform.python_version(),
+                          machine=platform.machine(),
+                          patients={k: list(v) for k, v in dm.patients.items()},
+                          items={k: len(v) for k, v in dm.items.items()})
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module = SegmentationModule(cfg.to_dict(), list(dm.ds.classes))
-    return _fit(cfg, run, dm, module, ckpt=None, quiet=quiet, evaluate=evaluate)
+    _fit(cfg, run, dm, module, ckpt=None, quiet=quiet, callbacks=callbacks)
+    return run.root
 
 
-def resume(run: str | Path, *, quiet: bool = False, evaluate: bool = True) -> Path:
-    """Continue an interrupted run from ``checkpoints/last.ckpt``."""
-    run = Path(run)
-    cfg_path = run / "config.yaml"
-    if not cfg_path.exists():
-        raise RunError(f"{run}: no config.yaml; not a confseg run folder")
-    if read_run_status(run).get("status") == "finished":
-        raise RunError(f"{run}: already finished; nothing to resume")
-    ckpt = run / "checkpoints" / "last.ckpt"
+def resume(run: str | Path | RunFolder, *, quiet: bool = False,
+           callbacks: Sequence[pl.Callback] = ()) -> Path:
+    """Continue an interrupted run from ``checkpoints/last.ckpt``.
+
+    Returns:
+        The run folder, with status ``trained``.
+    """
+    folder = run if isinstance(run, RunFolder) else RunFolder(run)
+    folder.require()
+    if folder.status in (TRAINED, FINISHED):
+        raise RunError(f"{folder.root}: already {folder.status}; nothing to resume")
+    ckpt = folder.checkpoint("last")
     if not ckpt.exists():
         raise RunError(f"{ckpt}: missing (the run stopped before its first epoch ended); "
-                       f"start again with `confseg train --config {cfg_path} --overwrite`")
-    cfg = TrainConfig.load(cfg_path)
-    from confseg.splits import read_splits
-
-    dm = SegmentationDataModule(cfg, splits=read_splits(run / "splits.json"))
+                       f"start again with `confseg train --config {folder.config_path} "
+                       "--overwrite`")
+    cfg = folder.config
+    dm = SegmentationDataModule(cfg, splits=folder.splits())
+    dm.setup("fit")
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     check_checkpoint_spec(state, cfg, where=str(ckpt))
     next_epoch = int(state.get("epoch", 0)) + 1
-    _stash_metrics(run, next_epoch)
+    if is_rank_zero():
+        stash_metrics(folder.metrics_csv, next_epoch)
+        folder.update_status(status=RUNNING, resumed=time.strftime("%Y-%m-%dT%H:%M:%S"))
     module = SegmentationModule(cfg.to_dict(), list(dm.ds.classes))
-    _write_status(run, status="running", resumed=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    return _fit(cfg, run, dm, module, ckpt=ckpt, quiet=quiet, evaluate=evaluate,
-                start_epoch=next_epoch)
+    _fit(cfg, folder, dm, module, ckpt=ckpt, quiet=quiet, callbacks=callbacks,
+         start_epoch=next_epoch)
+    return folder.root
 
 
-def check_checkpoint_spec(state: dict[str, Any], cfg: TrainConfig, *, where: str) -> None:
-    """Refuse a checkpoint saved from another model or class count."""
-    spec = state.get("confseg_spec") or {}
-    if spec and (spec.get("name") != cfg.model or spec.get("in_channels") != cfg.channels):
-        raise RunError(f"{where}: checkpoint is from model {spec.get('name')!r} with "
-                       f"{spec.get('in_channels')} input channels, but the config asks for "
+def check_checkpoint_spec(state: dict, cfg: TrainConfig, *, where: str) -> None:
+    """Refuse a checkpoint saved from another model or input channel count."""
+    try:
+        spec = ModelSpec.from_checkpoint(state, where=where)
+    except confseg.ConfsegError:
+        return  # no spec to compare (Lightning reports a shape mismatch on load)
+    if spec.name != cfg.model or spec.in_channels != cfg.channels:
+        raise RunError(f"{where}: checkpoint is from model {spec.name!r} with "
+                       f"{spec.in_channels} input channels, but the config asks for "
                        f"{cfg.model!r} with {cfg.channels}; use the matching config")
 
 
-STASH = ".metrics_before_resume.csv"
-
-
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
-    fields: list[str] = []
-    for r in rows:
-        fields.extend(k for k in r if k not in fields)
-    lines: list[str] = []
-
-    class _Sink:
-        def write(self, s: str) -> None:
-            lines.append(s)
-
-    w = csv.DictWriter(_Sink(), fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, "".join(lines))
-
-
-def _stash_metrics(run: Path, next_epoch: int) -> None:
-    """Keep metric rows of finished epochs before resuming.
-
-    Lightning's CSVLogger deletes ``metrics.csv`` when it starts, so the rows of epochs before
-    the checkpoint go to a stash (which also survives a crash of the resumed run) and are merged
-    back by :func:`_merge_metrics`. Rows of epochs the resumed run will redo are dropped.
-    """
-    rows = _read_rows(run / STASH) + _read_rows(run / "metrics.csv")
-    keep = [r for r in rows if r.get("epoch") and int(float(r["epoch"])) < next_epoch]
-    _write_rows(run / STASH, keep)
-
-
-def _merge_metrics(run: Path) -> None:
-    stash = run / STASH
-    if stash.exists():
-        _write_rows(run / "metrics.csv", _read_rows(stash) + _read_rows(run / "metrics.csv"))
-        stash.unlink()
-
-
-def _fit(cfg: TrainConfig, run: Path, dm: SegmentationDataModule, module: SegmentationModule,
-         *, ckpt: Path | None, quiet: bool, evaluate: bool, start_epoch: int = 0) -> Path:
+def _fit(cfg: TrainConfig, run: RunFolder, dm: SegmentationDataModule,
+         module: SegmentationModule, *, ckpt: Path | None, quiet: bool,
+         callbacks: Sequence[pl.Callback], start_epoch: int = 0) -> None:
     _quiet_lightning()
-    trainer = _trainer(cfg, run, quiet=quiet)
+    trainer = build_trainer(cfg, run, quiet=quiet, callbacks=callbacks)
     t0 = time.perf_counter()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
     except BaseException as exc:
-        _write_status(run, status="failed", error=f"{type(exc).__name__}: {exc}")
+        if is_rank_zero():
+            run.update_status(status=FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
+    if not is_rank_zero():
+        return
     elapsed = time.perf_counter() - t0
     epochs_run = max(1, trainer.current_epoch - start_epoch)
-    _merge_metrics(run)
-    _write_status(run, fit_seconds=round(elapsed, 2), epochs=trainer.current_epoch,
-                  seconds_per_epoch=round(elapsed / epochs_run, 3),
-                  stopped_early=trainer.current_epoch < cfg.epochs)
-    from confseg.report.plots import plot_progress
-
-    plot_progress(run / "metrics.csv", run / "progress.png")
-    if evaluate:
-        from confseg.evaluation import evaluate_run
-
-        evaluate_run(run, quiet=quiet)
-    _write_status(run, status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    return run
+    merge_metrics(run.metrics_csv)
+    plot_progress(run.metrics_csv, run.progress_png)
+    run.update_status(status=TRAINED, fit_seconds=round(elapsed, 2),
+                      epochs=trainer.current_epoch,
+                      seconds_per_epoch=round(elapsed / epochs_run, 3),
+                      stopped_early=trainer.current_epoch < cfg.epochs,
+                      trained=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from confseg.metrics import metric_values, pooled_metric, raw_matrix
+from confseg.metrics.segmentation import metric_values, pooled_metric, raw_matrix
 
 Stat = str | Callable[[list[dict[str, Any]]], float]
 

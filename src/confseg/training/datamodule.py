@@ -7,21 +7,20 @@ from pathlib import Path
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from confseg.dataset import Dataset, load_dataset
-from confseg.errors import ConfsegError, SplitError
-from confseg.splits import Splits, check_splits, make_splits, read_splits
-from confseg.targets import parse_strategy
-from confseg.torchdata import SegmentationDataset
-from confseg.training.config import TrainConfig
-from confseg.transforms import ultrasound_augment
+from confseg.config import TrainConfig
+from confseg.data import Dataset, load_dataset
+from confseg.data.splits import Splits, check_splits, make_splits, read_splits
+from confseg.errors import ConfsegError, SplitError, StrategyError
+from confseg.training.augment import ultrasound_augment
+from confseg.training.torchdata import SegmentationDataset
 
 
 def resolve_splits(cfg: TrainConfig, ds: Dataset) -> Splits:
     """The run's splits: ``cfg.splits``, else ``DATA/splits.json``, else made from ``cfg.k``."""
     if cfg.splits:
         path, splits = Path(cfg.splits), read_splits(cfg.splits)
-    elif (ds.root / "splits.json").exists():
-        path, splits = ds.root / "splits.json", read_splits(ds.root / "splits.json")
+    elif ds.splits_path().exists():
+        path, splits = ds.splits_path(), read_splits(ds.splits_path())
     else:
         return make_splits(ds, k=cfg.k, seed=cfg.split_seed)
     check_splits(splits, ds, where=str(path))
@@ -39,10 +38,26 @@ class SegmentationDataModule(pl.LightningDataModule):
     def __init__(self, cfg: TrainConfig, splits: Splits | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self._splits = splits
+        self._ready = False
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load and validate the dataset, resolve the fold and build the three datasets.
+
+        Idempotent: the runner calls it before writing the run folder (so bad input fails
+        first) and Lightning calls it again at fit time.
+        """
+        if self._ready:
+            return
+        cfg = self.cfg
         self.ds = load_dataset(cfg.data)
         if not self.ds.image_items():
             raise ConfsegError(f"{cfg.data}: no image items to train on (video-only dataset?)")
-        self.splits = splits or resolve_splits(cfg, self.ds)
+        strategy = cfg.label_strategy
+        if strategy.needs_raters and not self.ds.raters():
+            raise StrategyError(f"strategy {strategy.spec!r} needs rater masks, but {cfg.data} "
+                                "has no raters/; pick another strategy")
+        self.splits = self._splits or resolve_splits(cfg, self.ds)
         train_p, val_p, test_p = self.splits.partition(cfg.fold)
         by_patient = {p: [it for it in self.ds.image_items() if it.patient == p]
                       for p in self.ds.patients()}
@@ -53,8 +68,6 @@ class SegmentationDataModule(pl.LightningDataModule):
             if not its:
                 raise SplitError(f"fold {cfg.fold}: the {name} split has no image items; "
                                  "use fewer folds or more patients")
-        self._check_targets()
-        strategy = parse_strategy(cfg.strategy)
         label_keys = ["conf", "valid"] + (["raters"] if self.ds.raters() else [])
         aug = (ultrasound_augment(label_keys=label_keys, strength=cfg.augment)
                if cfg.augment > 0 else None)
@@ -63,10 +76,12 @@ class SegmentationDataModule(pl.LightningDataModule):
                                              seed=cfg.seed, **common)
         self.val_set = SegmentationDataset(self.ds, self.items["val"], **common)
         self.test_set = SegmentationDataset(self.ds, self.items["test"], **common)
+        self._check_targets()
+        self._ready = True
 
     def _check_targets(self) -> None:
         """Refuse classes with no marked pixel and strategies that ignore everything."""
-        strategy = parse_strategy(self.cfg.strategy)
+        strategy = self.cfg.label_strategy
         probe = SegmentationDataset(self.ds, self.items["train"], size=self.cfg.size,
                                     channels=self.cfg.channels, strategy=strategy, cache=False)
         n = len(probe)

@@ -2,7 +2,7 @@
 
 :func:`image_stats` turns one image (``prob``, ``conf`` of shape ``(K, H, W)``) into one flat
 row per class; :func:`summarize` reduces rows to per-class means plus pooled values;
-``confseg.bootstrap`` adds patient-level intervals.
+``confseg.metrics.bootstrap`` adds patient-level intervals.
 
 Conventions:
 
@@ -23,7 +23,7 @@ Conventions:
   reference at ``"any"``; NaN unless both are non-empty.
 * Ignore mask: ignored pixels are removed from every statistic (for HD95 they are removed from
   both masks, so an ignore region cuts a mask and its boundary follows the cut).
-* Calibration (ECE, adaptive ECE, Brier, NLL): see :mod:`confseg.calibration`.
+* Calibration (ECE, adaptive ECE, Brier, NLL): see :mod:`confseg.metrics.calibration`.
 
 Row keys: scalar metrics have plain names (see :func:`metric_names`), e.g. ``dice@0.6``,
 ``iou@any``, ``qubiq``, ``soft_dice``, ``ece``, ``hd95``, ``dice_truth``. Raw statistics for
@@ -41,14 +41,28 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from confseg.calibration import calibration_stats, ece_from_bins
+from confseg.metrics.calibration import calibration_stats, ece_from_bins
 
 LEVELS: tuple[tuple[str, float], ...] = (("any", 0.0), ("0.2", 0.2), ("0.4", 0.4), ("0.5", 0.5),
                                           ("0.6", 0.6), ("0.8", 0.8), ("1.0", 1.0))
 LEVEL_EPS = 1e-6
 QUBIQ_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
+#: The headline metrics, in display order, with their labels. The summary's ``headline``, the
+#: CLI table, the run report and the demo all show these (the ones a summary has).
+HEADLINE: dict[str, str] = {
+    "dice_truth": "Dice vs truth",
+    "dice@any": "Dice vs label (any mark)",
+    "dice@0.6": "Dice vs label ≥60%",
+    "qubiq": "QUBIQ score",
+    "soft_dice": "soft Dice",
+    "hd95": "HD95 (px)",
+    "ece": "ECE",
+    "brier": "Brier",
+}
+
 __all__ = [
+    "HEADLINE",
     "LEVELS",
     "QUBIQ_THRESHOLDS",
     "PooledMetric",

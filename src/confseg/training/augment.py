@@ -1,4 +1,4 @@
-"""Preprocessing (letterbox to a fixed size) and ultrasound-suited MONAI augmentation.
+"""Ultrasound-suited MONAI augmentation.
 
 Augmentations keep ultrasound geometry plausible: small rotations and scaling, horizontal
 flips (left/right probe orientation), gamma/contrast and gain changes, multiplicative
@@ -11,12 +11,10 @@ levels survive augmentation exactly; the label strategy is applied afterwards.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.transforms import (
     Compose,
     MapTransform,
@@ -26,64 +24,6 @@ from monai.transforms import (
     Randomizable,
     RandScaleIntensityd,
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Letterbox:
-    """How an image was fitted into a square canvas: scale, then pad bottom/right.
-
-    Attributes:
-        height: Original height.
-        width: Original width.
-        size: Canvas side.
-        new_height: Height after scaling.
-        new_width: Width after scaling.
-    """
-
-    height: int
-    width: int
-    size: int
-    new_height: int
-    new_width: int
-
-    @classmethod
-    def fit(cls, height: int, width: int, size: int) -> Letterbox:
-        """Scale so the longer side becomes ``size``, keeping the aspect ratio."""
-        s = size / max(height, width)
-        return cls(height=height, width=width, size=size,
-                   new_height=max(1, round(height * s)), new_width=max(1, round(width * s)))
-
-    def apply(self, arr: torch.Tensor, *, mode: str) -> torch.Tensor:
-        """Fit a ``(C, H, W)`` tensor into the canvas (zero padding)."""
-        x = arr.unsqueeze(0).float()
-        if (self.new_height, self.new_width) != (self.height, self.width):
-            x = _resize(x, (self.new_height, self.new_width), mode, antialias=True)
-        x = F.pad(x, (0, self.size - self.new_width, 0, self.size - self.new_height))
-        return x[0]
-
-    def valid(self) -> torch.Tensor:
-        """``(1, size, size)`` mask of canvas pixels that hold image (not padding)."""
-        v = torch.zeros(1, self.size, self.size)
-        v[:, : self.new_height, : self.new_width] = 1.0
-        return v
-
-    def invert(self, arr: torch.Tensor, *, mode: str = "bilinear") -> torch.Tensor:
-        """Map a ``(C, size, size)`` canvas tensor back to the original ``(C, H, W)``."""
-        x = arr[:, : self.new_height, : self.new_width].unsqueeze(0).float()
-        if (self.new_height, self.new_width) != (self.height, self.width):
-            x = _resize(x, (self.height, self.width), mode, antialias=False)
-        return x[0]
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int], mode: str, *, antialias: bool
-            ) -> torch.Tensor:
-    """Resize ``(N, C, H, W)``.
-
-    ``nearest`` is centre-aligned (``nearest-exact``) so label maps do not shift by a pixel.
-    """
-    if mode == "nearest":
-        return F.interpolate(x, size=size, mode="nearest-exact")
-    return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=antialias)
 
 
 class RandSpeckled(Randomizable, MapTransform):

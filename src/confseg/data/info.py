@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from confseg.dataset import Dataset
+from confseg.data.dataset import Dataset
 from confseg.io.images import read_percent_map
 
 

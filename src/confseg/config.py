@@ -1,4 +1,7 @@
-"""Training configuration: one frozen, keyword-only dataclass, saved as ``config.yaml``."""
+"""TrainConfig: the run's recipe, one frozen keyword-only dataclass (saved as ``config.yaml``).
+
+No Lightning here: inference, the study and the CLI read it without importing training.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,12 @@ from typing import Any
 
 import yaml
 
-from confseg.errors import ConfsegError
+from confseg.errors import ConfigError
 from confseg.io.atomic import atomic_write_text
-from confseg.targets import parse_strategy
+from confseg.targets import Strategy, parse_strategy
 
-
-class ConfigError(ConfsegError):
-    """A training configuration value is invalid."""
+#: Validation metrics that can select the best checkpoint: name -> mode.
+MONITORS = {"val/loss": "min", "val/dice": "max", "val/soft_dice": "max"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +83,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        parse_strategy(self.strategy)
+        self.label_strategy  # noqa: B018 - parse (and cache) now: a bad strategy fails here
         for name in ("epochs", "batch_size", "size", "channels"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; must be >= 1")
@@ -93,6 +95,15 @@ class TrainConfig:
             raise ConfigError(f"fold={self.fold}; folds are numbered from 0")
         if self.monitor not in MONITORS:
             raise ConfigError(f"monitor={self.monitor!r}; choose one of {sorted(MONITORS)}")
+
+    @property
+    def label_strategy(self) -> Strategy:
+        """The parsed :attr:`strategy` (parsed once, then cached)."""
+        cached = self.__dict__.get("_label_strategy")
+        if cached is None:
+            cached = parse_strategy(self.strategy)
+            object.__setattr__(self, "_label_strategy", cached)
+        return cached
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed."""
@@ -133,6 +144,3 @@ class TrainConfig:
             raise ConfigError(f"{where}: missing {missing[0]!r}")
         return cls(**obj)
 
-
-# Validation metrics: name -> mode.
-MONITORS = {"val/loss": "min", "val/dice": "max", "val/soft_dice": "max"}

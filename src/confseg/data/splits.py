@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from confseg.dataset import Dataset
+from confseg.data.dataset import Dataset
 from confseg.errors import SplitError
 from confseg.io.atomic import atomic_write_text
 

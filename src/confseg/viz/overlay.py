@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from confseg.annotation import Item
-from confseg.dataset import Dataset, load_dataset
+from confseg.data import Dataset, load_dataset
+from confseg.data.schema import Item
 from confseg.io.atomic import atomic_path
 
 DEFAULT_COLORS: tuple[tuple[int, int, int], ...] = (

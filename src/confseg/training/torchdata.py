@@ -21,44 +21,23 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from confseg.annotation import Item
-from confseg.dataset import Dataset
+from confseg.data import Dataset
+from confseg.data.schema import Item
 from confseg.errors import StrategyError
+from confseg.preprocess import Letterbox, to_channels
 from confseg.targets import RaterSample, Strategy, parse_strategy
-from confseg.transforms import Letterbox
-
-
-def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
-    """Image ``(H, W)`` or ``(H, W, C)`` of any dtype -> ``(channels, H, W)`` float32 in [0, 1]."""
-    a = np.asarray(img)
-    if np.issubdtype(a.dtype, np.integer):
-        scale = 255.0 if a.dtype == np.uint8 else float(max(int(a.max(initial=0)), 1))
-        x = a.astype(np.float32) / scale
-    else:
-        x = a.astype(np.float32)
-        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
-        if lo < 0 or hi > 1:
-            x = (x - lo) / max(hi - lo, 1e-8)
-    x = x[None] if x.ndim == 2 else np.moveaxis(x[..., :3], -1, 0)
-    if x.shape[0] == channels:
-        return np.ascontiguousarray(x)
-    if channels == 1:
-        return x.mean(axis=0, keepdims=True)
-    if x.shape[0] == 1:
-        return np.repeat(x, channels, axis=0)
-    raise ValueError(f"cannot map {x.shape[0]} image channels to {channels}")
 
 
 class SegmentationDataset(TorchDataset):
     """Samples of a native dataset, resized/padded to ``size``.
 
     Args:
-        dataset: A loaded :class:`~confseg.dataset.Dataset`.
+        dataset: A loaded :class:`~confseg.data.dataset.Dataset`.
         items: Items to serve (default: all image items).
         size: Square canvas side.
         channels: Model input channels (grey images are repeated, colour averaged).
         strategy: Label strategy (object or string) producing ``target``/``weight``.
-        transform: A dictionary transform (e.g. :func:`confseg.transforms.ultrasound_augment`)
+        transform: A dictionary transform (e.g. :func:`confseg.training.augment.ultrasound_augment`)
             applied before the strategy.
         cache: Keep decoded, letterboxed arrays in memory (uint8) after first use.
         seed: Base seed. Augmentation and the rater draw of sample ``i`` in epoch ``e`` are

@@ -1,0 +1,82 @@
+"""ModelSpec: what a trained network needs to be rebuilt and fed, stored in every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from confseg.errors import CheckpointError
+
+#: Checkpoint key holding the spec (plain types only, so ``weights_only=True`` loads it).
+SPEC_KEY = "confseg_spec"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """A self-describing model: architecture, input and output meaning, calibration.
+
+    Attributes:
+        name: Registered model name (:func:`confseg.models.list_models`).
+        in_channels: Input channels (1 = grey).
+        class_names: Output channels, one sigmoid per class.
+        size: Square input side; images are letterboxed to it (:mod:`confseg.preprocess`).
+        temperature: Logits are divided by it before the sigmoid (1 = uncalibrated).
+    """
+
+    name: str
+    in_channels: int
+    class_names: tuple[str, ...]
+    size: int
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+
+    @property
+    def classes(self) -> int:
+        """Number of output channels."""
+        return len(self.class_names)
+
+    def replace(self, **changes: Any) -> ModelSpec:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, numbers, strings) for a checkpoint or a JSON file."""
+        return {"name": self.name, "in_channels": self.in_channels,
+                "class_names": list(self.class_names), "classes": self.classes,
+                "size": self.size, "temperature": self.temperature}
+
+    @classmethod
+    def from_dict(cls, obj: Any, *, where: str = "checkpoint") -> ModelSpec:
+        """Rebuild from :meth:`to_dict` output.
+
+        Raises:
+            CheckpointError: a field is missing or of the wrong type.
+        """
+        try:
+            return cls(name=str(obj["name"]), in_channels=int(obj["in_channels"]),
+                       class_names=tuple(obj["class_names"]), size=int(obj["size"]),
+                       temperature=float(obj.get("temperature", 1.0)))
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{where}: no usable model spec (name, channels, classes, "
+                                  "size); it was not written by this confseg: retrain the run"
+                                  ) from None
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any], *, where: str = "checkpoint") -> ModelSpec:
+        """The spec stored in a loaded checkpoint dict.
+
+        Checkpoints of confseg 0.1 stored only ``{name, in_channels, classes}``; their size and
+        class names are taken from the hyper-parameters Lightning saved beside them.
+        """
+        spec = state.get(SPEC_KEY)
+        if isinstance(spec, dict) and "class_names" in spec:
+            return cls.from_dict(spec, where=where)
+        hp = state.get("hyper_parameters") or {}
+        cfg = hp.get("cfg") or {}
+        legacy = {"name": cfg.get("model", (spec or {}).get("name")),
+                  "in_channels": cfg.get("channels", (spec or {}).get("in_channels")),
+                  "class_names": hp.get("classes"), "size": cfg.get("size")}
+        return cls.from_dict(legacy, where=where)

@@ -1,0 +1,274 @@
+"""Run folders: the only module that names their files.
+
+A run folder (written by training, evaluation and the report; read by everything after)::
+
+    runs/<name>/
+      config.yaml                everything needed to rerun it (a TrainConfig)
+      splits.json                patients per fold
+      run.json                   status (running / trained / finished / failed), versions, timings
+      checkpoints/best.ckpt, last.ckpt
+      metrics.csv                per-epoch log
+      progress.png               loss and Dice curves
+      summary.json               test metrics with patient-bootstrap intervals
+      per_case.csv               one row per test image and class
+      per_case_calibrated.csv    the same after temperature scaling (``--calibrate``)
+      calibration.json           the fitted temperature (``--calibrate``)
+      reliability_<class>.png    reliability diagrams
+      examples/                  a few test images: label and prediction overlays
+      report.html                one self-contained page
+      eval-<split>-<dataset>/    evaluations of other splits or datasets (same file names)
+
+Statuses: ``running`` while fitting, ``trained`` once fitting ended, ``finished`` once the
+run was evaluated, ``failed`` (with ``error``) when fitting raised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from confseg.config import TrainConfig
+from confseg.data import Dataset, Item, Splits, read_splits, write_splits
+from confseg.errors import EvaluationError, RunError
+from confseg.io.atomic import atomic_write_text
+
+SPLITS = ("test", "val", "train", "all")
+RUNNING, TRAINED, FINISHED, FAILED = "running", "trained", "finished", "failed"
+
+
+class EvalFolder:
+    """Where one evaluation writes: summary, per-case table, reliability plots, examples.
+
+    A run folder is the evaluation folder of its own test split; evaluations of another split
+    or dataset go to :meth:`RunFolder.eval_folder`.
+
+    Args:
+        root: The folder.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.root)!r})"
+
+    @property
+    def summary_path(self) -> Path:
+        """``summary.json``."""
+        return self.root / "summary.json"
+
+    def per_case_path(self, *, calibrated: bool = False) -> Path:
+        """``per_case.csv`` (or ``per_case_calibrated.csv``)."""
+        return self.root / ("per_case_calibrated.csv" if calibrated else "per_case.csv")
+
+    def reliability_png(self, cls: str) -> Path:
+        """``reliability_<class>.png``."""
+        return self.root / f"reliability_{cls}.png"
+
+    @property
+    def examples_dir(self) -> Path:
+        """``examples/``: overlays of a few images (see :meth:`example_png`)."""
+        return self.root / "examples"
+
+    def example_png(self, item_id: str, kind: str) -> Path:
+        """``examples/<id>_<kind>.png`` (``kind`` is ``label`` or ``pred``)."""
+        return self.examples_dir / f"{item_id}_{kind}.png"
+
+    def has_summary(self) -> bool:
+        """Whether an evaluation has written ``summary.json`` here."""
+        return self.summary_path.is_file()
+
+    def summary(self) -> dict[str, Any]:
+        """The parsed ``summary.json``.
+
+        Raises:
+            RunError: when it is missing or not valid JSON.
+        """
+        try:
+            return json.loads(self.summary_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunError(f"{self.summary_path}: missing; evaluate the run first "
+                           f"(`confseg evaluate {self.root}`)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RunError(f"{self.summary_path}: not valid JSON; evaluate the run again") from None
+
+    def write_summary(self, summary: dict[str, Any]) -> Path:
+        """Write ``summary.json`` atomically."""
+        atomic_write_text(self.summary_path, json.dumps(summary, indent=1, default=float) + "\n")
+        return self.summary_path
+
+
+class RunFolder(EvalFolder):
+    """A training run's folder: paths, status, config, splits, summary, items of a split.
+
+    The config is parsed once per object (:attr:`config`), so pass the object along rather
+    than the path.
+
+    Args:
+        root: The run folder.
+    """
+
+    # ----- paths ----------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        """``config.yaml``."""
+        return self.root / "config.yaml"
+
+    @property
+    def splits_path(self) -> Path:
+        """``splits.json``."""
+        return self.root / "splits.json"
+
+    @property
+    def status_path(self) -> Path:
+        """``run.json``."""
+        return self.root / "run.json"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        """``checkpoints/``."""
+        return self.root / "checkpoints"
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """``checkpoints/<which>.ckpt`` (``best`` or ``last``)."""
+        if which not in ("best", "last"):
+            raise RunError(f"checkpoint {which!r}; choose best or last")
+        return self.checkpoints_dir / f"{which}.ckpt"
+
+    @property
+    def metrics_csv(self) -> Path:
+        """``metrics.csv``: the per-epoch log."""
+        return self.root / "metrics.csv"
+
+    @property
+    def progress_png(self) -> Path:
+        """``progress.png``: loss and Dice curves."""
+        return self.root / "progress.png"
+
+    @property
+    def calibration_path(self) -> Path:
+        """``calibration.json``: the temperature fitted on the validation split."""
+        return self.root / "calibration.json"
+
+    @property
+    def report_path(self) -> Path:
+        """``report.html``."""
+        return self.root / "report.html"
+
+    def eval_folder(self, split: str, dataset_name: str) -> EvalFolder:
+        """Where an evaluation of another split or dataset writes (``eval-<split>-<name>/``)."""
+        return EvalFolder(self.root / f"eval-{split}-{dataset_name}")
+
+    # ----- state ----------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        """Whether the folder holds a run (its ``config.yaml``)."""
+        return self.config_path.is_file()
+
+    def require(self) -> RunFolder:
+        """Return self, or raise RunError when this is not a run folder."""
+        if not self.root.is_dir():
+            raise RunError(f"{self.root}: run folder not found")
+        if not self.is_run():
+            raise RunError(f"{self.root}: no config.yaml; not a confseg run folder")
+        return self
+
+    @cached_property
+    def config(self) -> TrainConfig:
+        """The run's :class:`~confseg.config.TrainConfig` (parsed once)."""
+        self.require()
+        return TrainConfig.load(self.config_path)
+
+    def write_config(self, cfg: TrainConfig) -> None:
+        """Save ``config.yaml`` and remember it."""
+        cfg.save(self.config_path)
+        self.__dict__["config"] = cfg
+
+    def splits(self) -> Splits:
+        """The run's ``splits.json``."""
+        return read_splits(self.splits_path)
+
+    def write_splits(self, splits: Splits) -> None:
+        """Save ``splits.json``."""
+        write_splits(self.splits_path, splits)
+
+    def read_status(self) -> dict[str, Any]:
+        """``run.json`` ({} when absent or unreadable)."""
+        try:
+            obj = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return obj if isinstance(obj, dict) else {}
+
+    @property
+    def status(self) -> str | None:
+        """``run.json``'s status, or None."""
+        return self.read_status().get("status")
+
+    def update_status(self, **fields: Any) -> None:
+        """Merge ``fields`` into ``run.json`` (atomic)."""
+        status = self.read_status()
+        status.update(fields)
+        atomic_write_text(self.status_path, json.dumps(status, indent=1, default=str) + "\n")
+
+    def temperature(self) -> float | None:
+        """The fitted temperature from ``calibration.json``, or None."""
+        if not self.calibration_path.is_file():
+            return None
+        try:
+            return float(json.loads(self.calibration_path.read_text())["temperature"])
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+            raise RunError(f"{self.calibration_path}: unreadable; run "
+                           f"`confseg evaluate {self.root} --calibrate` again") from None
+
+    def write_temperature(self, temperature: float, **info: Any) -> None:
+        """Write ``calibration.json``."""
+        atomic_write_text(self.calibration_path, json.dumps(
+            {"temperature": float(temperature), **info}, indent=1) + "\n")
+
+    def prepare(self, *, overwrite: bool) -> None:
+        """Make an empty folder for a new run.
+
+        Raises:
+            RunError: the folder holds something and ``overwrite`` is False.
+        """
+        run = self.root
+        if run.exists() and not run.is_dir():
+            raise RunError(f"{run}: exists and is not a folder; pick another --out")
+        if run.exists() and any(run.iterdir()):
+            state = self.status
+            if not overwrite:
+                if state == FINISHED:
+                    raise RunError(f"{run}: already holds a finished run; pick another --out or "
+                                   "pass --overwrite")
+                raise RunError(f"{run}: not empty (run status: {state or 'unknown'}); continue "
+                               f"it with `confseg train --resume {run}` or pass --overwrite")
+            shutil.rmtree(run)
+        run.mkdir(parents=True, exist_ok=True)
+        self.__dict__.pop("config", None)
+
+    # ----- items ----------------------------------------------------------------------------
+    def items(self, ds: Dataset, split: str) -> list[Item]:
+        """Image items of ``split`` (``test``, ``val``, ``train`` or ``all``) for the run's fold.
+
+        Raises:
+            EvaluationError: an unknown split, or a split other than ``all`` on a dataset that
+                is not the run's training data.
+        """
+        if split not in SPLITS:
+            raise EvaluationError(f"split {split!r}; choose one of {', '.join(SPLITS)}")
+        if split == "all":
+            return ds.image_items()
+        if not self.is_training_data(ds):
+            raise EvaluationError(f"{ds.root} is not the run's training data; only --split all "
+                                  "makes sense on other data")
+        train_p, val_p, test_p = self.splits().partition(self.config.fold)
+        pats = set({"train": train_p, "val": val_p, "test": test_p}[split])
+        return [it for it in ds.image_items() if it.patient in pats]
+
+    def is_training_data(self, ds: Dataset) -> bool:
+        """Whether ``ds`` is the dataset this run was trained on."""
+        return Path(ds.root).resolve() == Path(self.config.data).resolve()

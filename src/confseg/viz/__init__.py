@@ -1,0 +1,1 @@
+"""Figures only: arrays in, PNG out (progress curves, reliability diagrams, overlays)."""
