@@ -73,7 +73,7 @@ def test_rater_random_and_fixed():
     seen = {float(RaterSample().apply(C[:, :2], raters=raters, rng=rng)[0].mean())
             for _ in range(20)}
     assert seen == {0.0, 1.0}
-    t, _ = RaterSample(name="r2").apply(C[:, :2], raters=raters, index=1)
+    t, _ = RaterSample(name="r2").apply(C[:, :2], raters=raters, rater_names=["r1", "r2"])
     assert t.mean() == 1.0
     with pytest.raises(StrategyError, match="needs rater masks"):
         RaterSample().apply(C, raters=None)

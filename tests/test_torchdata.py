@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -106,3 +108,45 @@ def test_works_with_dataloader_workers(ds):
     dl = torch.utils.data.DataLoader(sd, batch_size=4, num_workers=2)
     batch = next(iter(dl))
     assert batch["target"].shape == (4, 2, 32, 32) and len(batch["id"]) == 4
+
+
+def test_a_new_multirater_strategy_is_one_class(ds):
+    # Strategies receive confidence, the item's raters (with names) and an rng through one
+    # signature, so a soft mean of raters needs no change to the torch Dataset.
+    from dataclasses import dataclass
+
+    from confseg.targets import Strategy
+
+    @dataclass(frozen=True, kw_only=True)
+    class RaterMean(Strategy):
+        needs_raters = True
+
+        @property
+        def spec(self) -> str:
+            return "rater-mean"
+
+        def apply(self, conf, *, raters=None, rater_names=(), rng=None):
+            assert list(rater_names) == ["r1", "r2"] and rng is not None
+            m = np.asarray(raters).mean(axis=0)
+            return m, np.ones_like(m)
+
+    s = SegmentationDataset(ds, size=32, strategy=RaterMean())[0]
+    torch.testing.assert_close(s["target"], s["raters"].mean(dim=0))
+
+
+def test_named_rater_missing_on_an_item_is_refused(tmp_path):
+    root = write_tiny_dataset(tmp_path / "r", raters=2)
+    obj = json.loads((root / "dataset.json").read_text())
+    obj["items"][1]["raters"].pop("r2")
+    (root / "dataset.json").write_text(json.dumps(obj))
+    with pytest.raises(StrategyError, match=r"1 item\(s\) have no mask from rater 'r2'"):
+        SegmentationDataset(load_dataset(root), strategy="rater:r2")
+    SegmentationDataset(load_dataset(root), strategy="rater")  # every item has some rater
+
+
+def test_strategy_slug_is_folder_safe():
+    from confseg.targets import parse_strategy
+
+    assert parse_strategy("threshold:0.6").slug == "threshold-0.6"
+    assert parse_strategy("ignore:0.2-0.6").slug == "ignore-0.2-0.6"
+    assert parse_strategy("rater:r1").slug == "rater-r1"

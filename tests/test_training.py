@@ -149,3 +149,26 @@ def test_workflow_chains_train_evaluate_report(data, tmp_path):
     mtime = run.checkpoint("last").stat().st_mtime_ns
     assert resume_and_evaluate(run.root, quiet=True).status == "finished"
     assert run.has_summary() and run.checkpoint("last").stat().st_mtime_ns == mtime
+
+
+def test_pooled_dice_matches_the_hand_computed_sums():
+    from confseg.training.valmetrics import PooledDice
+
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g).round(),
+                (torch.rand(2, 3, 8, 8, generator=g) > 0.2).float()) for _ in range(3)]
+    hard, soft = PooledDice(soft=False), PooledDice(soft=True)
+    inter = total = sinter = stotal = 0.0
+    for p, t, w in batches:
+        hard.update(p, t, w)
+        soft.update(p, t, w)
+        h, r = ((p >= 0.5) & (w > 0)).double(), ((t >= 0.5) & (w > 0)).double()
+        inter += float((h * r).sum())
+        total += float(h.sum() + r.sum())
+        sinter += float((p * t * w).double().sum())
+        stotal += float((p * w).double().sum() + (t * w).double().sum())
+    assert float(hard.compute()) == pytest.approx(2 * inter / total, rel=1e-12)
+    assert float(soft.compute()) == pytest.approx(2 * sinter / stotal, rel=1e-6)
+    empty = PooledDice(soft=False)
+    empty.update(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2))
+    assert float(empty.compute()) == 1.0

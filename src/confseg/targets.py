@@ -14,6 +14,11 @@ rater[:NAME]   one rater's mask (random each call,     1
                or the named rater)
 ============== ======================================= ===============================
 
+Every strategy has one :meth:`Strategy.apply` signature that receives everything a strategy
+may need: the confidence, the item's rater maps with their names, and a random generator
+seeded per (seed, epoch, sample). A new multi-rater strategy (majority vote, a soft mean of
+raters, STAPLE) is one new class; the data pipeline does not change.
+
 ``threshold:0`` is the conventional label (every marked pixel). Thresholds accept a
 fraction (``0.6``) or a percent (``60``). Comparisons allow 1e-6 of slack so a level stored
 as 60 % counts as ``>= 0.6`` after float32 conversion.
@@ -22,10 +27,12 @@ as 60 % counts as ``>= 0.6`` after float32 conversion.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from typing_extensions import override
 
 from confseg.errors import StrategyError
 
@@ -51,7 +58,12 @@ def _check_unit(value: float, what: str) -> float:
 
 @dataclass(frozen=True, kw_only=True)
 class Strategy:
-    """Base class: ``apply(conf) -> (target, weight)``, float32 arrays shaped like ``conf``."""
+    """Base class: ``apply(conf, ...) -> (target, weight)``, float32 arrays shaped like ``conf``.
+
+    Attributes:
+        needs_raters: The strategy reads rater maps; a dataset without ``raters/`` is refused
+            where the training data is assembled.
+    """
 
     needs_raters: ClassVar[bool] = False
 
@@ -60,14 +72,22 @@ class Strategy:
         """The strategy string that parses back to this strategy."""
         raise NotImplementedError
 
+    @property
+    def slug(self) -> str:
+        """A folder-safe name (``threshold-0.6``, ``ignore-0.2-0.6``, ``rater-r1``)."""
+        return re.sub(r"[^A-Za-z0-9._-]", "-", self.spec.replace(":", "-"))
+
     def apply(self, conf: np.ndarray, *, raters: np.ndarray | None = None,
-              rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+              rater_names: Sequence[str] = (), rng: np.random.Generator | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
         """Map confidence to ``(target, weight)``.
 
         Args:
             conf: Confidence in [0, 1], any shape (typically ``(K, H, W)``).
-            raters: ``(R, *conf.shape)`` rater maps, only for rater strategies.
-            rng: Random generator, only for rater strategies.
+            raters: ``(R, *conf.shape)`` maps in [0, 1] of the raters who annotated this item
+                (absent raters are left out), or None.
+            rater_names: The names of ``raters``, in order.
+            rng: Random generator seeded per (seed, epoch, sample).
         """
         raise NotImplementedError
 
@@ -85,10 +105,14 @@ class Threshold(Strategy):
         _check_unit(self.t, "threshold")
 
     @property
-    def spec(self) -> str:  # noqa: D102
+    @override
+    def spec(self) -> str:
         return f"threshold:{self.t:g}"
 
-    def apply(self, conf, *, raters=None, rng=None):  # noqa: D102
+    @override
+    def apply(self, conf: np.ndarray, *, raters: np.ndarray | None = None,
+              rater_names: Sequence[str] = (), rng: np.random.Generator | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
         c = np.asarray(conf, dtype=np.float32)
         target = ((c > 0) & (c >= self.t - EPS)).astype(np.float32)
         return target, np.ones_like(c)
@@ -99,10 +123,14 @@ class Soft(Strategy):
     """Use the confidence itself as a soft target."""
 
     @property
-    def spec(self) -> str:  # noqa: D102
+    @override
+    def spec(self) -> str:
         return "soft"
 
-    def apply(self, conf, *, raters=None, rng=None):  # noqa: D102
+    @override
+    def apply(self, conf: np.ndarray, *, raters: np.ndarray | None = None,
+              rater_names: Sequence[str] = (), rng: np.random.Generator | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
         c = np.asarray(conf, dtype=np.float32)
         return c.copy(), np.ones_like(c)
 
@@ -125,10 +153,14 @@ class IgnoreBand(Strategy):
                                 "use a high end above 0")
 
     @property
-    def spec(self) -> str:  # noqa: D102
+    @override
+    def spec(self) -> str:
         return f"ignore:{self.lo:g}-{self.hi:g}"
 
-    def apply(self, conf, *, raters=None, rng=None):  # noqa: D102
+    @override
+    def apply(self, conf: np.ndarray, *, raters: np.ndarray | None = None,
+              rater_names: Sequence[str] = (), rng: np.random.Generator | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
         c = np.asarray(conf, dtype=np.float32)
         target = (c >= self.hi - EPS).astype(np.float32)
         band = (c > 0) & (c >= self.lo - EPS) & (c < self.hi - EPS)
@@ -140,10 +172,14 @@ class Weighted(Strategy):
     """Every marked pixel is foreground, weighted by its confidence."""
 
     @property
-    def spec(self) -> str:  # noqa: D102
+    @override
+    def spec(self) -> str:
         return "weighted"
 
-    def apply(self, conf, *, raters=None, rng=None):  # noqa: D102
+    @override
+    def apply(self, conf: np.ndarray, *, raters: np.ndarray | None = None,
+              rater_names: Sequence[str] = (), rng: np.random.Generator | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
         c = np.asarray(conf, dtype=np.float32)
         marked = c > 0
         return marked.astype(np.float32), np.where(marked, c, 1.0).astype(np.float32)
@@ -151,28 +187,33 @@ class Weighted(Strategy):
 
 @dataclass(frozen=True, kw_only=True)
 class RaterSample(Strategy):
-    """Train on one rater's mask: a random rater each call, or a fixed named rater.
-
-    ``raters`` passed to :meth:`apply` are ordered like :attr:`rater_names` given by the data
-    pipeline; a fixed ``name`` is resolved by the pipeline to its index.
-    """
+    """Train on one rater's mask: a random rater of the item each call, or a named rater."""
 
     name: str | None = None
     needs_raters: ClassVar[bool] = True
 
     @property
-    def spec(self) -> str:  # noqa: D102
+    @override
+    def spec(self) -> str:
         return "rater" if self.name is None else f"rater:{self.name}"
 
-    def apply(self, conf, *, raters=None, rng=None, index: int | None = None):  # noqa: D102
+    @override
+    def apply(self, conf: np.ndarray, *, raters: np.ndarray | None = None,
+              rater_names: Sequence[str] = (), rng: np.random.Generator | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
         if raters is None or len(raters) == 0:
             raise StrategyError(f"strategy {self.spec!r} needs rater masks, but this item has "
                                 "none; use a dataset with raters/ or another strategy")
         r = np.asarray(raters, dtype=np.float32)
-        if index is None:
+        if self.name is not None:
+            names = list(rater_names)
+            if self.name not in names:
+                raise StrategyError(f"strategy {self.spec!r}: this item has no mask from rater "
+                                    f"{self.name!r} (it has {names}); pick a rater every item has")
+            index = names.index(self.name)
+        else:
             index = int((rng or np.random.default_rng()).integers(len(r)))
-        target = r[index]
-        return target.astype(np.float32), np.ones_like(target, dtype=np.float32)
+        return r[index].copy(), np.ones_like(r[index], dtype=np.float32)
 
 
 _NUM = r"(\d+(?:\.\d*)?|\.\d+)"

@@ -10,9 +10,9 @@ from torch.utils.data import DataLoader
 from confseg.config import TrainConfig
 from confseg.data import Dataset, load_dataset
 from confseg.data.splits import Splits, check_splits, make_splits, read_splits
-from confseg.errors import ConfsegError, SplitError, StrategyError
+from confseg.errors import ConfsegError, SplitError
 from confseg.training.augment import ultrasound_augment
-from confseg.training.torchdata import SegmentationDataset
+from confseg.training.torchdata import SegmentationDataset, check_strategy_fits
 
 
 def resolve_splits(cfg: TrainConfig, ds: Dataset) -> Splits:
@@ -54,9 +54,6 @@ class SegmentationDataModule(pl.LightningDataModule):
         if not self.ds.image_items():
             raise ConfsegError(f"{cfg.data}: no image items to train on (video-only dataset?)")
         strategy = cfg.label_strategy
-        if strategy.needs_raters and not self.ds.raters():
-            raise StrategyError(f"strategy {strategy.spec!r} needs rater masks, but {cfg.data} "
-                                "has no raters/; pick another strategy")
         self.splits = self._splits or resolve_splits(cfg, self.ds)
         train_p, val_p, test_p = self.splits.partition(cfg.fold)
         by_patient = {p: [it for it in self.ds.image_items() if it.patient == p]
@@ -68,6 +65,8 @@ class SegmentationDataModule(pl.LightningDataModule):
             if not its:
                 raise SplitError(f"fold {cfg.fold}: the {name} split has no image items; "
                                  "use fewer folds or more patients")
+        # strategy.needs_raters and named raters, checked before any sample is built
+        check_strategy_fits(strategy, self.ds, [it for its in self.items.values() for it in its])
         label_keys = ["conf", "valid"] + (["raters"] if self.ds.raters() else [])
         aug = (ultrasound_augment(label_keys=label_keys, strength=cfg.augment)
                if cfg.augment > 0 else None)

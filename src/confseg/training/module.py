@@ -13,6 +13,7 @@ from confseg.config import TrainConfig
 from confseg.losses import SoftBCEDiceLoss
 from confseg.models import create_model
 from confseg.models.spec import SPEC_KEY, ModelSpec
+from confseg.training.valmetrics import PooledDice
 
 
 class SegmentationModule(pl.LightningModule):
@@ -20,8 +21,10 @@ class SegmentationModule(pl.LightningModule):
 
     Logs ``train/loss`` (and its ``bce``/``dice`` parts), ``val/loss``, ``val/dice`` (hard Dice of
     the prediction at 0.5 against the strategy's target, pooled over the validation set) and
-    ``val/soft_dice``. Global RNG states are saved in checkpoints so a resumed run shuffles and
-    initialises exactly like an uninterrupted one.
+    ``val/soft_dice``; the validation Dice values are torchmetrics objects whose sums are
+    reduced across DDP ranks, so checkpoint selection sees the whole validation set. Global RNG
+    states are saved in checkpoints so a resumed run shuffles and initialises exactly like an
+    uninterrupted one.
 
     Args:
         cfg: Run configuration (as a dict, so Lightning can save it as hyper-parameters).
@@ -37,7 +40,9 @@ class SegmentationModule(pl.LightningModule):
                                   classes=len(classes), encoder_weights=self.cfg.encoder_weights)
         self.loss = SoftBCEDiceLoss(bce_weight=self.cfg.pos_weight_bce,
                                     dice_weight=self.cfg.dice_weight)
-        self._val: dict[str, float] = {}
+        # torchmetrics objects: their sums reduce across DDP ranks before Lightning logs them
+        self.val_dice = PooledDice(soft=False)
+        self.val_soft_dice = PooledDice(soft=True)
 
     @property
     def spec(self) -> ModelSpec:
@@ -57,29 +62,17 @@ class SegmentationModule(pl.LightningModule):
         self.log("train/dice_loss", parts["dice"], on_step=False, on_epoch=True, batch_size=n)
         return parts["loss"]
 
-    def on_validation_epoch_start(self) -> None:  # noqa: D102
-        self._val = {"inter": 0.0, "psum": 0.0, "tsum": 0.0, "sinter": 0.0, "ssum": 0.0}
-
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:  # noqa: D102
         logits = self(batch["image"])
-        w, t = batch["weight"], batch["target"]
-        loss = self.loss(logits, t, w)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=logits.shape[0])
+        w, tgt = batch["weight"], batch["target"]
+        n = logits.shape[0]
+        self.log("val/loss", self.loss(logits, tgt, w), on_epoch=True, prog_bar=True,
+                 batch_size=n, sync_dist=True)
         p = torch.sigmoid(logits.float())
-        hard = (p >= 0.5).float() * (w > 0)
-        tb = (t >= 0.5).float() * (w > 0)
-        v = self._val
-        v["inter"] += float((hard * tb).sum())
-        v["psum"] += float(hard.sum())
-        v["tsum"] += float(tb.sum())
-        v["sinter"] += float((p * t * w).sum())
-        v["ssum"] += float((p * w).sum() + (t * w).sum())
-
-    def on_validation_epoch_end(self) -> None:  # noqa: D102
-        v = self._val
-        denom = v["psum"] + v["tsum"]
-        self.log("val/dice", 2 * v["inter"] / denom if denom else 1.0, prog_bar=True)
-        self.log("val/soft_dice", 2 * v["sinter"] / v["ssum"] if v["ssum"] else 1.0)
+        self.val_dice.update(p, tgt, w)
+        self.val_soft_dice.update(p, tgt, w)
+        self.log("val/dice", self.val_dice, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/soft_dice", self.val_soft_dice, on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> Any:  # noqa: D102
         opt = torch.optim.AdamW(self.parameters(), lr=self.cfg.lr,

@@ -74,9 +74,13 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, *, quiet: bool = False,
     cbs.extend(callbacks)
     devices = cfg.devices
     strategy = "auto"
-    if isinstance(devices, int) and devices > 1:
+    distributed = isinstance(devices, int) and devices > 1
+    if distributed:
         strategy = "ddp"
     return pl.Trainer(
+        # SyncBatchNorm is CUDA-only; on CPU, DDP broadcasts rank 0's BatchNorm buffers
+        sync_batchnorm=distributed and cfg.accelerator not in ("cpu",) and
+        torch.cuda.is_available(),
         default_root_dir=run.root,
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,

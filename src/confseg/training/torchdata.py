@@ -25,7 +25,7 @@ from confseg.data import Dataset
 from confseg.data.schema import Item
 from confseg.errors import StrategyError
 from confseg.preprocess import Letterbox, to_channels
-from confseg.targets import RaterSample, Strategy, parse_strategy
+from confseg.targets import Strategy, parse_strategy
 
 
 class SegmentationDataset(TorchDataset):
@@ -60,13 +60,8 @@ class SegmentationDataset(TorchDataset):
         self._cache: dict[int, dict[str, Any]] = {}
         self.seed = int(seed)
         self.epoch = 0
-        if isinstance(self.strategy, RaterSample):
-            if not self.rater_names:
-                raise StrategyError(f"strategy {self.strategy.spec!r} needs rater masks, but "
-                                    f"{dataset.root} has no raters/; pick another strategy")
-            if self.strategy.name and self.strategy.name not in self.rater_names:
-                raise StrategyError(f"rater {self.strategy.name!r} is not in {dataset.root}; "
-                                    f"raters are {self.rater_names}")
+        if self.strategy is not None:
+            check_strategy_fits(self.strategy, dataset, self.items)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -134,22 +129,41 @@ class SegmentationDataset(TorchDataset):
 
     def _targets(self, sample: dict[str, Any], rec: dict[str, Any], it: Item,
                  rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The strategy's target and weight; it sees only the raters who annotated ``it``."""
         assert self.strategy is not None
-        conf = sample["conf"].numpy()
-        if isinstance(self.strategy, RaterSample):
-            present = [i for i, ok in enumerate(rec.get("rater_present", [])) if ok]
-            if not present:
-                raise StrategyError(f"item {it.id!r}: strategy "
-                                    f"{self.strategy.spec!r} needs rater masks; this item has none")
-            if self.strategy.name:
-                idx = self.rater_names.index(self.strategy.name)
-            else:
-                idx = present[int(rng.integers(len(present)))]
-            t, w = self.strategy.apply(conf, raters=sample["raters"].numpy(), index=idx)
-        else:
-            t, w = self.strategy.apply(conf)
+        present = [i for i, ok in enumerate(rec.get("rater_present", [])) if ok]
+        raters = sample["raters"].numpy()[present] if present else None
+        try:
+            t, w = self.strategy.apply(sample["conf"].numpy(), raters=raters,
+                                       rater_names=[self.rater_names[i] for i in present],
+                                       rng=rng)
+        except StrategyError as exc:
+            raise StrategyError(f"item {it.id!r}: {exc}") from None
         weight = torch.from_numpy(w) * sample["valid"]
         return torch.from_numpy(t), weight
+
+
+def check_strategy_fits(strategy: Strategy, dataset: Dataset, items: Sequence[Item]) -> None:
+    """Refuse a strategy the data cannot serve (before any training starts).
+
+    Raises:
+        StrategyError: a rater strategy on a dataset without raters, or a named rater that
+            some of ``items`` lack.
+    """
+    if not strategy.needs_raters:
+        return
+    names = dataset.raters()
+    if not names:
+        raise StrategyError(f"strategy {strategy.spec!r} needs rater masks, but {dataset.root} "
+                            "has no raters/; pick another strategy")
+    name = getattr(strategy, "name", None)
+    if name and name not in names:
+        raise StrategyError(f"rater {name!r} is not in {dataset.root}; raters are {names}")
+    lacking = [it.id for it in items if (name and name not in it.raters) or not it.raters]
+    if lacking:
+        raise StrategyError(f"strategy {strategy.spec!r}: {len(lacking)} item(s) have no mask "
+                            f"from {'rater ' + repr(name) if name else 'any rater'} (first: "
+                            f"{lacking[0]!r}); pick another strategy or annotate them")
 
 
 def _u8(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
