@@ -153,3 +153,26 @@ def test_image_size_matches_decoded_shape(tmp_path):
     ds = load_dataset(write_tiny_dataset(tmp_path / "rgb", rgb=True, size=(30, 44)))
     for it in ds.items:
         assert ds.image_size(it) == ds.read_image(it).shape[:2] == (30, 44)
+
+
+def test_writer_overwrite_refuses_inputs_and_foreign_folders(tmp_path):
+    src = write_tiny_dataset(tmp_path / "src")
+    with pytest.raises(ConfsegError, match=r"is \(or holds\) the input"):
+        DatasetWriter(tmp_path, name="x", classes=["a"], overwrite=True, inputs=[src])
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x")
+    with pytest.raises(ConfsegError, match="not a dataset folder; --overwrite only replaces"):
+        DatasetWriter(foreign, name="x", classes=["a"], overwrite=True)
+    with DatasetWriter(src, name="again", classes=["a"], overwrite=True) as w:  # a dataset: ok
+        w.add(item_id="i", patient="p", image=np.zeros((4, 4), np.uint8))
+    assert load_dataset(src).name == "again" and (foreign / "keep.txt").exists()
+
+
+def test_written_dataset_honours_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        root = write_tiny_dataset(tmp_path / "perm")
+    finally:
+        os.umask(old)
+    assert (root.stat().st_mode & 0o777) == 0o755

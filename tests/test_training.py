@@ -172,3 +172,54 @@ def test_pooled_dice_matches_the_hand_computed_sums():
     empty = PooledDice(soft=False)
     empty.update(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2))
     assert float(empty.compute()) == 1.0
+
+
+class _Payload:
+    """Unpickling this runs code: what a crafted checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_crafted_checkpoint_is_refused_and_runs_nothing(data, tmp_path):
+    from confseg.errors import CheckpointError
+    from confseg.inference import Predictor
+
+    run = train(TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=1, **FAST),
+                quiet=True)
+    marker = tmp_path / "pwned"
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    state["evil"] = _Payload(marker)
+    for name in ("last", "best"):
+        torch.save(state, run / "checkpoints" / f"{name}.ckpt")
+    RunFolder(run).update_status(status="running")
+    with pytest.raises(CheckpointError, match=r"last\.ckpt: holds objects a weights-only load "
+                                              "refuses"):
+        resume(run, quiet=True)
+    with pytest.raises(CheckpointError, match=r"best\.ckpt: holds objects"):
+        Predictor.from_run(run)
+    assert not marker.exists()
+
+
+def test_overwrite_never_replaces_an_input_or_a_foreign_folder(data, tmp_path, monkeypatch):
+    cfg = TrainConfig(data=str(data), out=str(data), epochs=1, **FAST)
+    with pytest.raises(RunError, match=r"is \(or holds\) the input"):
+        train(cfg, overwrite=True, quiet=True)
+    with pytest.raises(RunError, match=r"is \(or holds\) the input"):
+        train(cfg.replace(out=str(data.parent)), overwrite=True, quiet=True)
+    assert (data / "dataset.json").is_file()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunError, match="working directory, home or an ancestor"):
+        train(cfg.replace(out="."), overwrite=True, quiet=True)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "thesis.txt").write_text("precious")
+    with pytest.raises(RunError, match="not a run folder; --overwrite only replaces a run folder"):
+        train(cfg.replace(out=str(other)), overwrite=True, quiet=True)
+    assert (other / "thesis.txt").read_text() == "precious"
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunError, match="exists and is not a folder"):
+        train(cfg.replace(out=str(tmp_path / "afile")), quiet=True)

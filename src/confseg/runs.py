@@ -27,14 +27,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from confseg.config import TrainConfig
 from confseg.data import Dataset, Item, Splits, read_splits, write_splits
-from confseg.errors import EvaluationError, RunError
+from confseg.errors import ConfsegError, EvaluationError, RunError
 from confseg.io.atomic import atomic_write_text
+from confseg.io.outputs import check_output_folder
 
 SPLITS = ("test", "val", "train", "all")
 RUNNING, TRAINED, FINISHED, FAILED = "running", "trained", "finished", "failed"
@@ -199,7 +201,7 @@ class RunFolder(EvalFolder):
         """``run.json`` ({} when absent or unreadable)."""
         try:
             obj = json.loads(self.status_path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             return {}
         return obj if isinstance(obj, dict) else {}
 
@@ -229,23 +231,35 @@ class RunFolder(EvalFolder):
         atomic_write_text(self.calibration_path, json.dumps(
             {"temperature": float(temperature), **info}, indent=1) + "\n")
 
-    def prepare(self, *, overwrite: bool) -> None:
+    def looks_like_run(self) -> bool:
+        """Whether an existing folder is recognisably a run folder (config.yaml or run.json)."""
+        return self.config_path.is_file() or self.status_path.is_file()
+
+    def prepare(self, *, overwrite: bool, inputs: Iterable[str | os.PathLike[str] | None] = ()
+                ) -> None:
         """Make an empty folder for a new run.
 
+        ``overwrite`` replaces only a folder that is a run folder, never one of ``inputs`` (the
+        dataset, a splits file, encoder weights), a folder holding them, the working directory
+        or home.
+
         Raises:
-            RunError: the folder holds something and ``overwrite`` is False.
+            RunError: the folder holds something that may not be replaced.
         """
         run = self.root
-        if run.exists() and not run.is_dir():
-            raise RunError(f"{run}: exists and is not a folder; pick another --out")
-        if run.exists() and any(run.iterdir()):
-            state = self.status
-            if not overwrite:
-                if state == FINISHED:
-                    raise RunError(f"{run}: already holds a finished run; pick another --out or "
-                                   "pass --overwrite")
-                raise RunError(f"{run}: not empty (run status: {state or 'unknown'}); continue "
-                               f"it with `confseg train --resume {run}` or pass --overwrite")
+        state = self.status
+        if state == FINISHED:
+            hint = f"{run}: already holds a finished run; pick another --out or pass --overwrite"
+        else:
+            hint = (f"{run}: not empty (run status: {state or 'unknown'}); continue it with "
+                    f"`confseg train --resume {run}` or pass --overwrite")
+        try:
+            replace = check_output_folder(run, overwrite=overwrite, kind="run folder",
+                                          looks_like=lambda _: self.looks_like_run(),
+                                          inputs=inputs, not_empty=hint)
+        except ConfsegError as exc:
+            raise RunError(str(exc)) from None
+        if replace:
             shutil.rmtree(run)
         run.mkdir(parents=True, exist_ok=True)
         self.__dict__.pop("config", None)

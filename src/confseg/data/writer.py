@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from confseg.data.dataset import Dataset
+from confseg.data.dataset import DATASET_JSON, Dataset
 from confseg.data.schema import DEFAULT_SCALE, ClassSchema, ConfidenceLevel, Item, unit_to_percent
-from confseg.errors import ConfsegError, DatasetError
+from confseg.errors import DatasetError
 from confseg.io.images import write_png
+from confseg.io.outputs import check_output_folder
 
 
 class DatasetWriter:
@@ -26,17 +27,19 @@ class DatasetWriter:
         with DatasetWriter(out, name="x", classes=["a"]) as w:
             w.add(item_id="p1_0", patient="p1", image=img, confidence={"a": conf})
 
-    Nothing appears at ``out`` unless the block finishes without error.
+    Nothing appears at ``out`` unless the block finishes without error. ``overwrite`` replaces
+    only an existing dataset folder, and never one of ``inputs`` (the source being imported).
     """
 
     def __init__(self, out: str | os.PathLike[str], *, name: str, classes: Iterable[str],
                  scale: tuple[ConfidenceLevel, ...] = DEFAULT_SCALE,
-                 meta: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
+                 meta: Mapping[str, Any] | None = None, overwrite: bool = False,
+                 inputs: Iterable[str | os.PathLike[str] | None] = ()) -> None:
         self.out = Path(out)
-        occupied = self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir()))
-        if occupied and not overwrite:
-            raise ConfsegError(f"{self.out}: already exists and is not empty; choose a new "
-                               "folder or pass --overwrite")
+        # --overwrite replaces only a dataset folder, never an input (or a folder holding one),
+        # the working directory or home
+        check_output_folder(self.out, overwrite=overwrite, kind="dataset folder",
+                            looks_like=lambda p: (p / DATASET_JSON).is_file(), inputs=inputs)
         self.overwrite = overwrite
         schema = ClassSchema(names=tuple(classes))  # validate before creating anything
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +58,7 @@ class DatasetWriter:
             return
         try:
             self.ds.save()
+            os.chmod(self.tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; honour the umask
             if self.out.exists():
                 old = self.out.with_name(f".{self.out.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
@@ -153,3 +157,10 @@ def _to_percent(arr: np.ndarray) -> np.ndarray:
             raise DatasetError("confidence given as uint8 must be percent 0..100")
         return a
     return unit_to_percent(a)
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

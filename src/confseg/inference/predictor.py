@@ -7,7 +7,6 @@ checkpoint carries the spec, so loading needs nothing else (no config, no Lightn
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,24 +16,9 @@ import torch
 
 from confseg.errors import CheckpointError
 from confseg.models import create_model
-from confseg.models.spec import ModelSpec
+from confseg.models.spec import ModelSpec, load_checkpoint
 from confseg.preprocess import Letterbox, to_channels
 from confseg.runs import RunFolder
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a Lightning checkpoint (weights-only safe) with a clear error."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: checkpoint not found; train the run first")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{p}: holds objects a weights-only load refuses (not written by "
-                              "this confseg version?); retrain the run") from None
-    except Exception as exc:
-        raise CheckpointError(f"{p}: cannot read checkpoint ({type(exc).__name__}); it may be "
-                              "truncated: retrain or resume the run") from None
 
 
 class Predictor:

@@ -1,9 +1,17 @@
-"""ModelSpec: what a trained network needs to be rebuilt and fed, stored in every checkpoint."""
+"""ModelSpec: what a trained network needs to be rebuilt and fed, stored in every checkpoint.
+
+Checkpoints are only ever loaded with ``torch.load(weights_only=True)`` (:func:`load_checkpoint`):
+a crafted checkpoint cannot run code. confseg writes nothing but tensors and plain types into
+them (the spec, RNG states, Lightning's loop and optimiser state).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confseg.errors import CheckpointError
@@ -80,3 +88,25 @@ class ModelSpec:
                   "in_channels": cfg.get("channels", (spec or {}).get("in_channels")),
                   "class_names": hp.get("classes"), "size": cfg.get("size")}
         return cls.from_dict(legacy, where=where)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (no code can run), with a clear error.
+
+    Raises:
+        CheckpointError: missing, truncated, or holding objects a weights-only load refuses
+            (such as a pickled callable).
+    """
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: checkpoint not found; train the run first")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{p}: holds objects a weights-only load refuses (not written by "
+                              "this confseg version?); retrain the run") from None
+    except Exception as exc:
+        raise CheckpointError(f"{p}: cannot read checkpoint ({type(exc).__name__}); it may be "
+                              "truncated: retrain or resume the run") from None

@@ -25,7 +25,7 @@ from pytorch_lightning.utilities import rank_zero_only
 import confseg
 from confseg.config import MONITORS, TrainConfig
 from confseg.errors import RunError
-from confseg.models.spec import ModelSpec
+from confseg.models.spec import ModelSpec, load_checkpoint
 from confseg.runs import FAILED, FINISHED, RUNNING, TRAINED, RunFolder
 from confseg.training.csvlog import merge_metrics, stash_metrics
 from confseg.training.datamodule import SegmentationDataModule
@@ -117,7 +117,7 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
     dm.setup("fit")  # validates data, split and strategy before any write
     run = RunFolder(cfg.out)
     if is_rank_zero():
-        run.prepare(overwrite=overwrite)
+        run.prepare(overwrite=overwrite, inputs=(cfg.data, cfg.splits, cfg.encoder_weights))
         run.write_config(cfg)
         run.write_splits(dm.splits)
         run.update_status(status=RUNNING, started=time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -151,7 +151,7 @@ def resume(run: str | Path | RunFolder, *, quiet: bool = False,
     cfg = folder.config
     dm = SegmentationDataModule(cfg, splits=folder.splits())
     dm.setup("fit")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = load_checkpoint(ckpt)  # weights-only: a crafted checkpoint cannot run code
     check_checkpoint_spec(state, cfg, where=str(ckpt))
     next_epoch = int(state.get("epoch", 0)) + 1
     if is_rank_zero():
@@ -182,7 +182,7 @@ def _fit(cfg: TrainConfig, run: RunFolder, dm: SegmentationDataModule,
     trainer = build_trainer(cfg, run, quiet=quiet, callbacks=callbacks)
     t0 = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     except BaseException as exc:
         if is_rank_zero():
             run.update_status(status=FAILED, error=f"{type(exc).__name__}: {exc}")
