@@ -17,10 +17,12 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient
 
 from confseg.annotator import create_app
-from confseg.annotator.maps import map_version, quantize_to_scale
+from confseg.annotator.maps import display_image, map_version, quantize_to_scale
 from confseg.data import DatasetWriter, load_dataset
 from confseg.errors import ConfsegError
 from confseg.io.images import read_image
+from confseg.preprocess import to_display
+from confseg.viz.palette import PALETTE, hex_colour
 
 H, W = 24, 32
 
@@ -104,6 +106,23 @@ def test_index_static_and_info(client: TestClient) -> None:
     assert [lv["value"] for lv in info["scale"]] == [20, 40, 60, 80, 100]
     assert info["scale"][2]["name"] == "probable" and info["scale"][2]["description"]
     assert info["rater"] is None and info["layer"] == "confidence" and info["model"] is False
+    # the report palette: class i has one colour in the browser and in every figure
+    assert [c["colour"] for c in info["classes"]] == [hex_colour(0), hex_colour(1)]
+    assert info["classes"][0]["colour"] == "#{:02x}{:02x}{:02x}".format(*PALETTE[0])
+
+
+def test_display_image_is_the_model_contrast() -> None:
+    # one display rule (preprocess.to_display), not a percentile window of its own
+    u16 = np.array([[0, 500], [1000, 4000]], np.uint16)
+    assert np.array_equal(display_image(u16), to_display(u16))
+    assert display_image(u16).tolist() == [[0, 32], [64, 255]]
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert np.array_equal(display_image(grey), grey)
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0] = 200
+    assert display_image(rgba).shape == (2, 2, 3) and display_image(rgba)[0, 0, 0] == 200
+    f = np.array([[-1.0, 0.0], [np.nan, 3.0]])
+    assert display_image(f).tolist() == [[0, 64], [0, 255]]
 
 
 def test_list_items_status_and_progress(client: TestClient) -> None:

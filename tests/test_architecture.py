@@ -39,6 +39,13 @@ def test_data_model_loads_no_torch():
     assert "torch" not in mods and "pytorch_lightning" not in mods
 
 
+def test_viz_and_display_load_no_torch():
+    # the contract ignores preprocess -> torch because preprocess imports it lazily; hold it
+    mods = _modules_after("import confseg.preprocess, confseg.viz.overlay, confseg.viz.palette, "
+                          "confseg.viz.plots, confseg.annotator.maps")
+    assert "torch" not in mods
+
+
 def test_predict_cli_loads_no_lightning(tmp_path):
     # `confseg predict` on a run folder with a real checkpoint, then look at sys.modules.
     code = f"""

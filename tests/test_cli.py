@@ -30,6 +30,15 @@ def test_user_error_is_one_line_no_traceback(tmp_path):
     assert "Traceback" not in r.output
 
 
+def test_annotate_without_its_extra_names_it(tiny_dataset, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn -> ImportError
+    r = runner.invoke(app, ["annotate", str(tiny_dataset)])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "the annotator needs uvicorn: pip install 'confseg[annotator]'" in r.output
+
+
 def test_split_writes_json(tiny_dataset):
     r = runner.invoke(app, ["split", str(tiny_dataset), "--k", "4"])
     assert r.exit_code == 0, r.output

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from confseg.errors import ConfsegError
 from confseg.progress import console, progress_bar
@@ -35,7 +36,10 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ConfsegError as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            # escaped: messages hold brackets ("pip install 'confseg[medical]'") that rich
+            # would otherwise take for markup and drop
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -229,6 +233,10 @@ def train(
 
 
 def _print_run(run: Any) -> None:
+    from confseg.training import is_rank_zero
+
+    if not is_rank_zero():  # a DDP worker rank: rank 0 reports
+        return
     if run.has_summary():
         _print_summary(run.summary())
     typer.echo(f"run folder: {run.root}")
@@ -311,11 +319,12 @@ def annotate(
         help="Run folder whose predictions are offered as a pre-annotation layer.")] = None,
 ) -> None:
     """Paint per-pixel confidence in the browser (local web app)."""
-    try:
-        from confseg.annotator import serve
-    except ImportError as exc:
-        raise ConfsegError(f"the annotator needs its extra: pip install 'confseg[annotator]' "
-                           f"({exc})") from None
+    from confseg.io.optional import require
+
+    for module in ("fastapi", "uvicorn"):
+        require(module, "annotator", purpose="the annotator")
+    from confseg.annotator import serve
+
     serve(dataset, rater=rater, host=host, port=port, model_run=model)
 
 

@@ -108,7 +108,7 @@ def to_display(image: np.ndarray, *, grey: bool = False) -> np.ndarray:
 
     Reports, overlays and the annotator use this, so a clinician paints an image at the
     contrast the network is fed (:func:`to_channels`): uint8 as is, other integers divided by
-    the image maximum, floats outside [0, 1] min-max scaled.
+    the image maximum, floats outside [0, 1] min-max scaled; NaN pixels show black.
 
     Args:
         image: ``(H, W)``, ``(H, W, 1)`` or ``(H, W, C)``.
@@ -122,5 +122,5 @@ def to_display(image: np.ndarray, *, grey: bool = False) -> np.ndarray:
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     x = to_channels(a, 1 if (grey or single) else 3)
-    out = np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+    out = np.rint(np.nan_to_num(np.clip(x, 0.0, 1.0), nan=0.0) * 255.0).astype(np.uint8)
     return out[0] if out.shape[0] == 1 else np.ascontiguousarray(np.moveaxis(out, 0, -1))

@@ -25,21 +25,10 @@ from confseg.annotator.preannotate import PreAnnotator, PredictFn, load_run_pred
 from confseg.annotator.store import AnnotationStore, MapEdit
 from confseg.errors import AnnotatorError, ConfsegError, InvalidMapError, NotFoundError
 from confseg.errors import PayloadTooLargeError as _TooLarge
+from confseg.viz.palette import hex_colour
 
 STATIC = Path(__file__).resolve().parent / "static"
 AUTOSAVE_SECONDS = 3.0
-PALETTE = (
-    "#ff453a",
-    "#32d74b",
-    "#0a84ff",
-    "#ffd60a",
-    "#bf5af2",
-    "#ff9f0a",
-    "#64d2ff",
-    "#ff375f",
-    "#a2845e",
-    "#30d158",
-)
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -188,7 +177,7 @@ def create_app(
             "rater": store.rater,
             "layer": store.layer,
             "classes": [
-                {"name": c, "colour": PALETTE[i % len(PALETTE)]} for i, c in enumerate(ds.classes)
+                {"name": c, "colour": hex_colour(i)} for i, c in enumerate(ds.classes)
             ],
             "scale": [
                 {"value": lv.value, "name": lv.name, "description": lv.description}

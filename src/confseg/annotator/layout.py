@@ -25,7 +25,7 @@ import numpy as np
 from confseg.data.schema import Item
 from confseg.errors import AnnotatorError, DatasetError, MediaError
 from confseg.io.atomic import atomic_write_text
-from confseg.io.images import read_image, read_percent_map
+from confseg.io.images import read_percent_map, read_rater_map
 
 RATER_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 NOT_STARTED, IN_PROGRESS, DONE = "not started", "in progress", "done"
@@ -122,20 +122,14 @@ class Layout:
 
     # ----- maps ------------------------------------------------------------------------------
     def read_map(self, rel: str, shape: tuple[int, int], *, binary_ok: bool) -> np.ndarray:
-        """Read a map as uint8 percent; rater masks (0/1 or 0/255) become 0/100."""
+        """Read a map as uint8 percent; rater masks (0/1 or 0/255) become 0/100.
+
+        ``binary_ok`` (a rater layer) decodes by :func:`confseg.io.images.read_rater_map`;
+        otherwise the map must be a strict percent PNG.
+        """
         path = self.safe(rel)
         try:
-            if not binary_ok:
-                arr = read_percent_map(path)
-            else:
-                arr = read_image(path)
-                arr = arr.max(axis=-1) if arr.ndim == 3 else arr
-                top = int(arr.max(initial=0))
-                if top > 100:
-                    arr = (arr > 127).astype(np.uint8) * 100
-                elif top == 1:
-                    arr = arr.astype(np.uint8) * 100
-                arr = arr.astype(np.uint8)
+            arr = read_rater_map(path) if binary_ok else read_percent_map(path)
         except MediaError as exc:
             raise DatasetError(str(exc)) from None
         if arr.shape != shape:

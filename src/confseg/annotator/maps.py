@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from confseg.errors import InvalidMapError
+from confseg.preprocess import to_display
 
 # Decoding a PNG bigger than this many pixels is refused (a decompression bomb guard).
 MAX_PIXELS = 50_000_000
@@ -152,20 +153,10 @@ def quantize_to_scale(prob: np.ndarray, levels: Sequence[int], minimum: float) -
 
 
 def display_image(img: np.ndarray) -> np.ndarray:
-    """An image as uint8 grey or RGB for the browser (other dtypes windowed 0.5-99.5%)."""
-    a = np.asarray(img)
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim == 3 and a.shape[-1] > 3:
-        a = a[..., :3]
-    if a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
-    if a.dtype == bool:
-        return a.astype(np.uint8) * 255
-    f = a.astype(np.float64)
-    finite = f[np.isfinite(f)]
-    lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
-    if hi <= lo:
-        hi = lo + 1.0
-    f = np.nan_to_num((f - lo) / (hi - lo), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.rint(np.clip(f, 0.0, 1.0) * 255).astype(np.uint8)
+    """An image as uint8 grey or RGB for the browser, at the contrast the model sees.
+
+    The one display rule (:func:`confseg.preprocess.to_display`): uint8 as is, other
+    integers divided by the image maximum, floats outside [0, 1] min-max scaled. So a
+    clinician paints a 16-bit frame as the network is fed it, not at a separate window.
+    """
+    return to_display(img)

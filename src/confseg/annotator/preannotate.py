@@ -13,6 +13,7 @@ import numpy as np
 
 from confseg.annotator.maps import encode_png_b64, quantize_to_scale
 from confseg.errors import ConfsegError, PreannotationError
+from confseg.io.optional import require
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 """Image ``(H, W)`` or ``(H, W, C)`` -> ``(K, H, W)`` probabilities in [0, 1], K = classes."""
@@ -26,7 +27,8 @@ def load_run_predictor(model_run: str | os.PathLike[str], classes: Sequence[str]
         classes: The dataset's classes; the model's channels are reordered to match.
 
     Raises:
-        ConfsegError: the folder is missing or not a run, or the model lacks a class.
+        ConfsegError: the folder is missing or not a run, or the model lacks a class
+            (MissingExtraError when torch cannot be imported).
     """
     p = Path(model_run)
     if not p.is_dir():
@@ -34,13 +36,11 @@ def load_run_predictor(model_run: str | os.PathLike[str], classes: Sequence[str]
             f"{p}: model run folder not found; pass a folder written by "
             "`confseg train`, or start the annotator without --model"
         )
-    try:
-        from confseg.inference import Predictor
-    except ImportError as exc:  # pragma: no cover - torch missing
-        raise ConfsegError(
-            f"{p}: pre-annotation needs confseg's inference module ({exc}); "
-            "install confseg with its torch dependencies, or start without --model"
-        ) from None
+    # torch is a core dependency; only a broken install lacks it (MissingExtraError, a
+    # ConfsegError, names the fix).
+    require("torch", None, purpose=f"{p}: pre-annotation")
+    from confseg.inference import Predictor
+
     predictor = Predictor.from_run(p)
     names = list(predictor.classes)
     missing = [c for c in classes if c not in names]

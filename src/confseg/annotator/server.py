@@ -10,6 +10,7 @@ import webbrowser
 
 from confseg.annotator.app import create_app
 from confseg.annotator.preannotate import PredictFn
+from confseg.io.optional import require
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -58,8 +59,9 @@ def serve(
 
     Raises:
         ConfsegError: bad dataset, rater name or model run.
+        MissingExtraError: uvicorn is not installed.
     """
-    import uvicorn
+    uvicorn = require("uvicorn", "annotator", purpose="the annotator")
 
     loopback = is_loopback(host)
     allowed = None if not loopback else ["127.0.0.1", "localhost", "[::1]", host.lower()]

@@ -41,7 +41,7 @@ from confseg.io.images import (
     read_image,
     read_mask,
     read_percent_map,
-    to_grey_max,
+    read_rater_map,
 )
 
 FORMAT_VERSION = 1
@@ -138,13 +138,7 @@ class Dataset:
         rel = item.raters.get(rater, {}).get(cls)
         if rel is None:
             return np.zeros(shape or self.image_size(item), dtype=np.float32)
-        arr = to_grey_max(read_image(self.path(rel)))
-        top = int(arr.max(initial=0))
-        if top > 100:  # 0/255 binary mask
-            return (arr > 127).astype(np.float32)
-        if top <= 1:  # 0/1 binary mask
-            return arr.astype(np.float32)
-        return percent_to_unit(arr)
+        return percent_to_unit(read_rater_map(self.path(rel)))
 
     def read_ignore(self, item: Item) -> np.ndarray | None:
         """The item's ignore mask (True = left out), or None."""

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from confseg.data import DatasetWriter, validate_files
 from confseg.data.schema import ClassSchema
 from confseg.errors import ConfsegError, DatasetError, ImportLayoutError
-from confseg.io.images import PIL_SUFFIXES, read_image, to_grey_max
+from confseg.io.images import to_grey_max
 
 ProgressFn = Callable[[int, int], None]
 PathLike = str | os.PathLike[str]
@@ -150,17 +150,6 @@ def safe_id(text: str) -> str:
     return out or "item"
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """``(H, W)`` of an image file; PIL formats are sized from the header without decoding."""
-    if path.suffix.lower() in PIL_SUFFIXES:
-        try:
-            with Image.open(path) as im:
-                return im.height, im.width
-        except OSError:
-            pass  # let read_image raise its MediaError
-    return tuple(read_image(path).shape[:2])  # type: ignore[return-value]
-
-
 def check_size(shape: tuple[int, int], arr_shape: Sequence[int], path: Path, image: Path) -> None:
     """Raise the validation error if a map's size differs from its image's.
 
@@ -175,16 +164,16 @@ def check_size(shape: tuple[int, int], arr_shape: Sequence[int], path: Path, ima
 
 
 def binarise(arr: np.ndarray, threshold: int = 127) -> np.ndarray:
-    """Binary mask from a 0/1 or 0/255 (possibly lossy, possibly colour) mask array."""
+    """Binary mask from a 0/1 or 0/255 (possibly lossy, possibly colour) source mask array.
+
+    Not for percent (0..100) confidence or rater maps: a 0-100 map would binarise at
+    ``threshold`` and lose its low levels. Read those with
+    :func:`confseg.io.images.read_rater_map`.
+    """
     a = to_grey_max(arr)
     if int(a.max(initial=0)) <= 1:
         return a > 0
     return a > threshold
-
-
-def read_binary(path: Path, threshold: int = 127) -> np.ndarray:
-    """Read a mask file as bool: values strictly above ``threshold`` (max over channels)."""
-    return to_grey_max(read_image(path)) > threshold
 
 
 def fill_polygon(shape: tuple[int, int], points: Sequence[tuple[float, float]]) -> np.ndarray:

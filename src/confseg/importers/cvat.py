@@ -39,11 +39,11 @@ from confseg.importers._common import (
     compile_regex,
     fill_polygon,
     finish,
-    image_size,
     patient_from,
     safe_id,
     tick,
 )
+from confseg.io.images import image_shape
 
 LAYOUT = "cvat"
 SHAPES = ("polygon", "box", "mask")
@@ -287,7 +287,7 @@ def import_cvat(
         dst_p, name=name or xml.resolve().parent.name, classes=names, meta=meta, overwrite=overwrite
     ) as w:
         for done, (img, item_id, patient) in enumerate(plan, 1):
-            shape = image_size(img.file)
+            shape = image_shape(img.file)
             if shape != (img.height, img.width):
                 raise ImportLayoutError(
                     f"{img.file}: size {shape[1]}x{shape[0]} differs from {xml.name} "

@@ -42,11 +42,11 @@ from confseg.importers._common import (
     compile_regex,
     fill_polygon,
     finish,
-    image_size,
     patient_from,
     safe_id,
     tick,
 )
+from confseg.io.images import image_shape
 
 LAYOUT = "labelstudio"
 _GEOMETRY = {
@@ -329,7 +329,7 @@ def import_labelstudio(
         dst_p, name=name or path.stem, classes=names, meta=meta, overwrite=overwrite
     ) as w:
         for done, (task, item_id) in enumerate(zip(tasks, ids, strict=True), 1):
-            shape = image_size(task.file)
+            shape = image_shape(task.file)
             maps: dict[str, np.ndarray] = {}
             for k, reg in enumerate(task.regions):
                 where = f"{path}: task image {task.ref!r} region #{k}"

@@ -27,13 +27,12 @@ from confseg.importers._common import (
     check_paths,
     check_size,
     finish,
-    image_size,
     natural_key,
-    read_binary,
     require_dir,
     tick,
     visible,
 )
+from confseg.io.images import image_shape, read_mask
 
 LAYOUT = "lus-cs541"
 ALL_CLASSES = ("pleural_line", "rib_shadow", "rib_line")
@@ -142,11 +141,11 @@ def import_lus_cs541(
         overwrite=overwrite,
     ) as w:
         for done, fr in enumerate(order, 1):
-            shape = image_size(fr.image)
+            shape = image_shape(fr.image)
             conf = {}
             for cls in names:
                 if cls in fr.masks:
-                    mask = read_binary(fr.masks[cls], thr)
+                    mask = read_mask(fr.masks[cls], thr)
                     check_size(shape, mask.shape, fr.masks[cls], fr.image)
                     conf[cls] = mask
             w.add(

@@ -27,12 +27,11 @@ from confseg.importers._common import (
     check_paths,
     check_size,
     finish,
-    image_size,
     safe_id,
     tick,
     visible,
 )
-from confseg.io.images import read_image
+from confseg.io.images import image_shape, read_image
 
 LAYOUT = "multirater"
 RATER_NAMING = ("index", "stem")
@@ -154,7 +153,7 @@ def import_multirater(
         overwrite=overwrite,
     ) as w:
         for done, case in enumerate(cases, 1):
-            shape = image_size(case.image)
+            shape = image_shape(case.image)
             masks = []
             for p in case.masks:
                 arr = read_image(p)

@@ -5,6 +5,7 @@ from confseg.io.images import (
     read_image,
     read_mask,
     read_percent_map,
+    read_rater_map,
     write_png,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "read_image",
     "read_mask",
     "read_percent_map",
+    "read_rater_map",
     "write_png",
 ]

@@ -10,6 +10,7 @@ from PIL import Image, UnidentifiedImageError
 
 from confseg.errors import MediaError
 from confseg.io.atomic import atomic_path
+from confseg.io.optional import require
 
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -73,11 +74,7 @@ def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def _read_nifti(p: Path) -> np.ndarray:
-    try:
-        import nibabel as nib
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise MediaError(
-            f"{p}: reading NIfTI needs nibabel: pip install 'confseg[medical]'") from exc
+    nib = require("nibabel", "medical", purpose=f"{p}: reading NIfTI")
     arr = np.asarray(nib.load(str(p)).dataobj)
     arr = np.squeeze(arr)
     if arr.ndim != 2:
@@ -87,11 +84,7 @@ def _read_nifti(p: Path) -> np.ndarray:
 
 
 def _read_dicom(p: Path) -> np.ndarray:
-    try:
-        import pydicom
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise MediaError(
-            f"{p}: reading DICOM needs pydicom: pip install 'confseg[medical]'") from exc
+    pydicom = require("pydicom", "medical", purpose=f"{p}: reading DICOM")
     try:
         arr = pydicom.dcmread(str(p)).pixel_array
     except Exception as exc:
@@ -124,6 +117,28 @@ def to_grey_max(arr: np.ndarray) -> np.ndarray:
     for c in range(1, arr.shape[-1]):
         np.maximum(out, arr[..., c], out=out)
     return out
+
+
+def read_rater_map(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a rater's map, binary or percent, as uint8 percent (0..100).
+
+    The one rule for "is this a 0/1, a 0/255 or a percent map?": colour is reduced to its
+    channel maximum; a maximum above 100 means a 0/255 mask (values above 127 -> 100); a
+    maximum of at most 1 means a 0/1 mask (-> 0/100); anything else is already percent.
+
+    Returns:
+        ``(H, W)`` uint8 array.
+
+    Raises:
+        MediaError: the file cannot be read.
+    """
+    arr = to_grey_max(read_image(path))
+    top = int(arr.max(initial=0))
+    if top > 100:  # 0/255 binary mask (possibly lossy)
+        return (arr > 127).astype(np.uint8) * np.uint8(100)
+    if top <= 1:  # 0/1 binary mask
+        return (arr > 0).astype(np.uint8) * np.uint8(100)
+    return arr.astype(np.uint8)
 
 
 def read_percent_map(path: str | os.PathLike[str]) -> np.ndarray:

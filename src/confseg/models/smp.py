@@ -22,7 +22,13 @@ SMP_ENCODERS = ("resnet18", "resnet34", "resnet50")
 
 @lru_cache(maxsize=1)
 def _import_smp() -> tuple[ModuleType | None, str]:
-    """Import smp once; return ``(module, "")`` or ``(None, reason)``."""
+    """Import smp once; return ``(module, "")`` or ``(None, reason)``.
+
+    Not :func:`confseg.io.optional.require`: smp can fail to import in ways other than
+    ImportError (a torchvision/timm ABI mismatch), the answer is cached for
+    :func:`smp_model_names`, and a missing smp is a :class:`ModelError` (the model cannot be
+    built) whose message keeps the reason and names a built-in alternative.
+    """
     try:
         module = importlib.import_module("segmentation_models_pytorch")
     except Exception as exc:  # an optional import may fail in many ways (ABI, missing deps)
@@ -59,7 +65,7 @@ def create_smp_model(name: str, *, in_channels: int, classes: int, **kw: object)
     if module is None:
         raise ModelError(
             f"model {name!r}: segmentation_models_pytorch is not installed (or failed to import: "
-            f"{reason}); pip install segmentation-models-pytorch, or use fpn-resnet34"
+            f"{reason}); pip install 'confseg[smp]', or use fpn-resnet34"
         )
     arch, sep, encoder = name.removeprefix(SMP_PREFIX).partition("-")
     if not sep or not arch or not encoder:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -15,45 +16,23 @@ import numpy as np
 from confseg.data import Dataset, load_dataset
 from confseg.data.schema import Item
 from confseg.io.atomic import atomic_path
+from confseg.preprocess import to_display
+from confseg.viz.palette import PALETTE, class_colours
 
-DEFAULT_COLORS: tuple[tuple[int, int, int], ...] = (
-    (255, 200, 0),    # amber
-    (0, 190, 255),    # sky blue
-    (255, 60, 170),   # magenta
-    (90, 230, 90),    # green
-    (170, 120, 255),  # violet
-    (255, 120, 40),   # orange
-)
-LEVELS = (20, 40, 60, 80, 100)
+#: The class palette and its helper, under the names overlay callers use.
+DEFAULT_COLORS = PALETTE
+class_colors = class_colours
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """Any grey/RGB(A) image -> float32 RGB in 0..255."""
+    """Any grey/RGB(A) image -> float32 RGB in 0..255, scaled by :func:`to_display`."""
     img = np.asarray(image)
-    if img.ndim == 3 and img.shape[-1] in (3, 4):
-        img = img[..., :3]
-    elif img.ndim == 3 and img.shape[-1] == 1:
-        img = img[..., 0]
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=-1)
-    if img.ndim != 3:
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[-1] in (1, 3, 4))):
         raise ValueError(f"image must be (H, W) or (H, W, 3), got shape {np.shape(image)}")
-    if img.dtype == np.uint8:
-        return img.astype(np.float32)
-    x = img.astype(np.float32)
-    if np.issubdtype(img.dtype, np.floating) and x.size and float(np.nanmax(x)) <= 1.0:
-        return np.clip(x, 0.0, 1.0) * 255.0
-    top = float(x.max()) if x.size else 0.0
-    return x * (255.0 / top) if top > 0 else x
-
-
-def class_colors(n: int, colors: Sequence[Sequence[int]] | None = None
-                 ) -> list[tuple[int, int, int]]:
-    """``n`` RGB colours: ``colors`` if given, else the default palette (cycled)."""
-    pal = list(colors) if colors is not None else list(DEFAULT_COLORS)
-    if not pal:
-        raise ValueError("colors must not be empty")
-    return [tuple(int(c) for c in pal[i % len(pal)][:3]) for i in range(n)]  # type: ignore[misc]
+    shown = to_display(img)
+    if shown.ndim == 2:
+        shown = np.repeat(shown[..., None], 3, axis=-1)
+    return shown.astype(np.float32)
 
 
 def overlay_confidence(image: np.ndarray, conf: np.ndarray, *,
@@ -66,9 +45,10 @@ def overlay_confidence(image: np.ndarray, conf: np.ndarray, *,
     mark is a strong one.
 
     Args:
-        image: ``(H, W)`` grey or ``(H, W, 3)`` RGB; uint8, or float in [0, 1].
+        image: ``(H, W)`` grey or ``(H, W, 3)`` RGB; uint8, or float in [0, 1] (other
+            dtypes are scaled as the model sees them, by :func:`confseg.preprocess.to_display`).
         conf: ``(K, H, W)`` (or ``(H, W)`` for one class) confidence in [0, 1].
-        colors: One RGB triple (0..255) per class; defaults to a fixed palette.
+        colors: One RGB triple (0..255) per class; defaults to the class palette.
         alpha: Opacity of a 100 % mark.
 
     Returns:
@@ -92,34 +72,61 @@ def overlay_confidence(image: np.ndarray, conf: np.ndarray, *,
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def pick_items(ds: Dataset, n: int) -> list[Item]:
-    """``n`` image items spread over the dataset; for synthetic data, over B-line counts."""
+def pick_items(ds: Dataset, n: int, *, key: Callable[[Item], Any] | None = None
+               ) -> list[Item]:
+    """``n`` image items spread evenly over the dataset.
+
+    Args:
+        ds: The dataset.
+        n: How many items.
+        key: Sort key; the items are spread over this order (e.g. from the fewest to the
+            most marked structures). Default: dataset order.
+    """
     items = ds.image_items()
     if n <= 0 or not items:
         return []
-    if all(isinstance(it.extra.get("synth"), dict) for it in items):
-        items = sorted(items, key=lambda it: (it.extra["synth"].get("b_lines", 0), it.id))
+    if key is not None:
+        items = sorted(items, key=key)
     pos = np.linspace(0, len(items) - 1, min(n, len(items)))
     return [items[int(np.rint(p))] for p in pos]
 
 
+def level_shares(conf: np.ndarray, levels: Sequence[int]) -> np.ndarray:
+    """Per class, the share (percent) of marked pixels at each confidence level.
+
+    Args:
+        conf: ``(K, H, W)`` confidence in [0, 1] (as read from percent maps).
+        levels: The scale's values in percent (``[lv.value for lv in ds.scale]``).
+
+    Returns:
+        ``(K, len(levels))`` float64; NaN for a class with no marked pixel.
+    """
+    pct = np.rint(np.asarray(conf, dtype=np.float64) * 100).astype(np.int64)
+    pct = pct.reshape(pct.shape[0], -1)
+    out = np.full((pct.shape[0], len(levels)), np.nan)
+    for i, row in enumerate(pct):
+        marked = int((row > 0).sum())
+        if marked:
+            out[i] = [100.0 * int((row == lv).sum()) / marked for lv in levels]
+    return out
+
+
 def _legend(ax: plt.Axes, classes: Sequence[str], conf: np.ndarray,
-            colors: list[tuple[int, int, int]], alpha: float) -> None:
-    """Per class: swatches of the five levels over mid-grey, with this item's pixel shares."""
-    k = len(classes)
-    sw = np.full((k, len(LEVELS), 3), 110.0, dtype=np.float32)
+            colors: list[tuple[int, int, int]], alpha: float, levels: Sequence[int]) -> None:
+    """Per class: swatches of the scale's levels over mid-grey, with this item's pixel shares."""
+    k, n_lv = len(classes), len(levels)
+    sw = np.full((k, n_lv, 3), 110.0, dtype=np.float32)
     for i, col in enumerate(colors):
-        for j, lv in enumerate(LEVELS):
+        for j, lv in enumerate(levels):
             a = alpha * lv / 100.0
             sw[i, j] = sw[i, j] * (1 - a) + np.asarray(col) * a
-    ax.imshow(sw.astype(np.uint8), aspect="auto", extent=(0, len(LEVELS), k, 0))
-    pct = np.rint(conf * 100).astype(np.int64)
+    ax.imshow(sw.astype(np.uint8), aspect="auto", extent=(0, n_lv, k, 0))
+    shares = level_shares(conf, levels)
     for i in range(k):
-        marked = int((pct[i] > 0).sum())
-        for j, lv in enumerate(LEVELS):
-            text = f"{100.0 * int((pct[i] == lv).sum()) / marked:.0f}%" if marked else "-"
+        for j in range(n_lv):
+            text = "-" if np.isnan(shares[i, j]) else f"{shares[i, j]:.0f}%"
             ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=6, color="white")
-    ax.set_xticks(np.arange(len(LEVELS)) + 0.5, [f"{lv}" for lv in LEVELS], fontsize=6)
+    ax.set_xticks(np.arange(n_lv) + 0.5, [f"{lv}" for lv in levels], fontsize=6)
     ax.set_yticks(np.arange(k) + 0.5, [c.replace("_", " ") for c in classes], fontsize=7)
     ax.tick_params(length=0)
     ax.set_xlabel("confidence level (share of marked px)", fontsize=6)
@@ -130,16 +137,18 @@ def _legend(ax: plt.Axes, classes: Sequence[str], conf: np.ndarray,
 def save_example_figure(dataset_root: str | os.PathLike[str], out_png: str | os.PathLike[str],
                         n: int = 3, *, item_ids: Sequence[str] | None = None,
                         colors: Sequence[Sequence[int]] | None = None, alpha: float = 0.6,
-                        dpi: int = 90) -> Path:
+                        caption: Callable[[Item], str] | None = None, dpi: int = 90) -> Path:
     """Render image | confidence overlay | true masks (if any) | legend for a few items.
 
     Args:
         dataset_root: A native dataset folder.
         out_png: Figure to write (atomically).
-        n: Number of items (rows) when ``item_ids`` is not given.
+        n: Number of items (rows) when ``item_ids`` is not given (spread over the dataset
+            by :func:`pick_items`).
         item_ids: Items to show, in order.
         colors: Class colours (see :func:`overlay_confidence`).
         alpha: Opacity of a 100 % mark.
+        caption: Title of a row's first panel, from its item (default: the item id).
         dpi: Resolution of the saved figure.
 
     Returns:
@@ -150,6 +159,7 @@ def save_example_figure(dataset_root: str | os.PathLike[str], out_png: str | os.
     if not items:
         raise ValueError(f"{dataset_root}: no image items to show")
     cols = class_colors(len(ds.classes), colors)
+    levels = [lv.value for lv in ds.scale]
     has_truth = any(it.truth for it in items)
     ncol = 4 if has_truth else 3
     fig, axes = plt.subplots(len(items), ncol, figsize=(2.3 * (ncol - 1) + 2.9,
@@ -157,7 +167,7 @@ def save_example_figure(dataset_root: str | os.PathLike[str], out_png: str | os.
                              layout="constrained",
                              gridspec_kw={"width_ratios": [1] * (ncol - 1) + [1.1]})
     for row, it in zip(axes, items, strict=True):
-        img = ds.read_image(it)
+        img = to_display(ds.read_image(it))
         conf = ds.read_confidence_stack(it)
         panels = [(img, "image"), (overlay_confidence(img, conf, colors=cols, alpha=alpha),
                                    "annotator confidence")]
@@ -166,16 +176,13 @@ def save_example_figure(dataset_root: str | os.PathLike[str], out_png: str | os.
                                else np.zeros(img.shape[:2], bool)) for c in ds.classes])
             panels.append((overlay_confidence(img, truth.astype(np.float32), colors=cols,
                                               alpha=alpha), "true masks"))
-        meta = it.extra.get("synth", {})
-        info = f"{it.id}"
-        if isinstance(meta, dict) and "lung_water" in meta:
-            info += f"  (lung water {meta['lung_water']:.2f}, {meta.get('b_lines', 0)} B-lines)"
+        info = caption(it) if caption is not None else it.id
         for j, (ax, (arr, title)) in enumerate(zip(row, panels, strict=False)):
             ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=255,
                       interpolation="nearest")
             ax.set_title(info if j == 0 else title, fontsize=7, loc="left")
             ax.axis("off")
-        _legend(row[-1], ds.classes, conf, cols, alpha)
+        _legend(row[-1], ds.classes, conf, cols, alpha, levels)
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
