@@ -19,6 +19,10 @@ from confseg.targets import Strategy, parse_strategy
 
 #: Validation metrics that can select the best checkpoint: name -> mode.
 MONITORS = {"val/loss": "min", "val/dice": "max", "val/soft_dice": "max"}
+#: Lightning accelerators confseg accepts.
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "None": (type(None),),
+          "dict[str, Any]": (dict,)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +87,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         self.label_strategy  # noqa: B018 - parse (and cache) now: a bad strategy fails here
         for name in ("epochs", "batch_size", "size", "channels"):
             if int(getattr(self, name)) < 1:
@@ -95,6 +100,22 @@ class TrainConfig:
             raise ConfigError(f"fold={self.fold}; folds are numbered from 0")
         if self.monitor not in MONITORS:
             raise ConfigError(f"monitor={self.monitor!r}; choose one of {sorted(MONITORS)}")
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError(f"accelerator={self.accelerator!r}; choose one of "
+                              f"{', '.join(ACCELERATORS)}")
+        if self.devices != "auto" and (not isinstance(self.devices, int) or self.devices < 1):
+            raise ConfigError(f"devices={self.devices!r}; give a number >= 1 or auto")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers={self.num_workers}; must be >= 0")
+        if self.patience < 0:
+            raise ConfigError(f"patience={self.patience}; must be >= 0 (0 = no early stopping)")
+        if self.k != "loo" and not (isinstance(self.k, int) and self.k >= 2):
+            raise ConfigError(f"k={self.k!r}; give a number of folds >= 2 or loo")
+        if self.encoder_weights and not Path(self.encoder_weights).is_file():
+            raise ConfigError(f"encoder_weights={self.encoder_weights!r}: file not found; give a "
+                              "local .pt/.pth file")
+        if self.splits and not Path(self.splits).is_file():
+            raise ConfigError(f"splits={self.splits!r}: file not found")
 
     @property
     def label_strategy(self) -> Strategy:
@@ -142,5 +163,24 @@ class TrainConfig:
         missing = [n for n in ("data", "out") if not obj.get(n)]
         if missing:
             raise ConfigError(f"{where}: missing {missing[0]!r}")
-        return cls(**obj)
+        floats = {f.name for f in dataclasses.fields(cls) if str(f.type) == "float"}
+        for name in floats & set(obj):
+            if isinstance(obj[name], str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+                try:
+                    obj[name] = float(obj[name])
+                except ValueError:
+                    raise ConfigError(f"{where}: {name}={obj[name]!r}; give a number") from None
+        try:
+            return cls(**obj)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
+
+def _check_types(cfg: TrainConfig) -> None:
+    """Each field holds a value of its declared type (a YAML typo gives one clear line)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        allowed = tuple(t for part in str(f.type).split("|") for t in _TYPES[part.strip()])
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            want = " or ".join(part.strip() for part in str(f.type).split("|"))
+            raise ConfigError(f"{f.name}={value!r}: expected {want}")
