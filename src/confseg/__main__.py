@@ -1,3 +1,5 @@
+import sys
+
 from confseg.cli import main
 
-main()
+sys.exit(main())

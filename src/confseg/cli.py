@@ -28,19 +28,37 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")]
 
 
+def _error(message: str) -> None:
+    """Print one ``error:`` line.
+
+    Escaped: messages hold brackets such as ``confseg[medical]`` that rich would otherwise
+    take for markup and drop.
+    """
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def user_errors(fn: F) -> F:
-    """Turn a ConfsegError into a one-line message and exit status 2 (no traceback)."""
+    """A user mistake becomes one ``error:`` line and exit status 2, never a traceback.
+
+    ConfsegError carries the message; an OSError on a path the user gave (permission denied,
+    disk full, a file where a folder should be) is reported by its file name. Ctrl-C prints
+    where the work stands and exits 130.
+    """
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ConfsegError as exc:
-            # escaped: messages hold brackets ("pip install 'confseg[medical]'") that rich
-            # would otherwise take for markup and drop
-            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
-                          soft_wrap=True)
+            _error(str(exc))
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+        except OSError as exc:
+            where = exc.filename or "a file"
+            _error(f"{where}: {exc.strerror or exc}; check the path and its permissions")
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            _error("interrupted (Ctrl-C); nothing more was written")
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -166,7 +184,7 @@ def split(
     from confseg.data.splits import make_splits, write_splits
 
     ds = load_dataset(dataset, validate=False)
-    splits = make_splits(ds, k=k if k == "loo" else int(k), seed=seed)
+    splits = make_splits(ds, k=_int_or_word(k, "loo", "--k"), seed=seed)
     path = out or ds.splits_path()
     write_splits(path, splits)
     for f, pats in enumerate(splits.folds):
@@ -220,8 +238,8 @@ def train(
         "batch_size": batch_size, "size": size, "channels": channels, "lr": lr, "seed": seed,
         "patience": patience, "accelerator": accelerator, "num_workers": num_workers,
         "encoder_weights": str(encoder_weights) if encoder_weights else None,
-        "k": (k if k == "loo" else int(k)) if k else None,
-        "devices": (int(devices) if devices.isdigit() else devices) if devices else None,
+        "k": _int_or_word(k, "loo", "--k") if k else None,
+        "devices": _int_or_word(devices, "auto", "--devices") if devices else None,
     }
     if config is not None:
         cfg = TrainConfig.load(config, **opts)
@@ -230,6 +248,16 @@ def train(
             raise typer.BadParameter("give DATASET and --out (or --config / --resume)")
         cfg = TrainConfig(**{k_: v for k_, v in opts.items() if v is not None})
     _print_run(train_and_evaluate(cfg, overwrite=overwrite, quiet=quiet))
+
+
+def _int_or_word(text: str, word: str, option: str) -> int | str:
+    """``text`` as an int, or the one word it may also be (``loo``, ``auto``)."""
+    if text == word:
+        return word
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfsegError(f"{option} {text!r}: give a whole number or {word}") from None
 
 
 def _print_run(run: Any) -> None:
@@ -337,9 +365,31 @@ def models() -> None:
         typer.echo(name)
 
 
-def main() -> None:  # pragma: no cover - console entry
-    """Entry point for ``python -m confseg``."""
-    app(prog_name="confseg")
+def main(argv: list[str] | None = None) -> int:
+    """The console entry point: usage mistakes too become one ``error:`` line, exit 2."""
+    try:  # typer >= 0.2x vendors click; older ones use click itself
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover
+        from click import exceptions as cx
+
+    try:
+        code = app(args=argv, prog_name="confseg", standalone_mode=False)
+    except cx.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else "confseg --help")
+        return 0
+    except cx.UsageError as exc:
+        cmd = exc.ctx.command_path if exc.ctx else "confseg"
+        _error(f"{exc.format_message()} (see `{cmd} --help`)")
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        _error("interrupted (Ctrl-C)")
+        return 130
+    return int(code or 0)
+
+
+def main_entry() -> None:  # pragma: no cover - the `confseg` script
+    """The ``confseg`` console script."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from confseg.data import DATASET_JSON
 from confseg.errors import ConfsegError, ImportLayoutError
 from confseg.importers._common import PathLike, ProgressFn
 from confseg.importers.covid_blues import import_covid_blues
@@ -20,6 +21,7 @@ from confseg.importers.labelstudio import import_labelstudio
 from confseg.importers.lus_cs541 import import_lus_cs541
 from confseg.importers.multirater import import_multirater
 from confseg.importers.nnunet import import_nnunet
+from confseg.io.outputs import check_output_folder
 
 IMPORTERS: dict[str, Callable[..., Path]] = {
     "lus-cs541": import_lus_cs541,
@@ -82,6 +84,10 @@ def run_import(
                 f"unknown option {key!r} for layout {layout!r}; options: "
                 f"{', '.join(known) or 'none'}"
             )
+    # before any reading: --overwrite may replace only a dataset folder, never the source
+    check_output_folder(dst, overwrite=overwrite, kind="dataset folder",
+                        looks_like=lambda p: (p / DATASET_JSON).is_file(),
+                        inputs=(src, opts.get("images")))
     return fn(src, dst, overwrite=overwrite, progress=progress, **opts)
 
 

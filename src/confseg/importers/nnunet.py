@@ -256,6 +256,7 @@ def import_nnunet(
         classes=names,
         meta=meta,
         overwrite=overwrite,
+        inputs=(src_p,),  # an nnU-Net folder has a dataset.json too: never replace it
     ) as w:
         for done, case in enumerate(cases, 1):
             arr, first, lost = _image(case, spec)
