@@ -223,3 +223,27 @@ def test_overwrite_never_replaces_an_input_or_a_foreign_folder(data, tmp_path, m
     (tmp_path / "afile").write_text("x")
     with pytest.raises(RunError, match="exists and is not a folder"):
         train(cfg.replace(out=str(tmp_path / "afile")), quiet=True)
+
+
+def test_ctrl_c_says_where_the_run_stands_and_resumes(data, tmp_path):
+    import os
+    import signal
+
+    import pytorch_lightning as pl
+
+    from confseg.errors import Interrupted
+
+    class CtrlC(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.current_epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=2, **FAST)
+    with pytest.raises(Interrupted, match=r"interrupted in epoch 1; .* `confseg train --resume"):
+        train(cfg, quiet=True, callbacks=[CtrlC()])
+    assert Interrupted.exit_code == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    run = RunFolder(cfg.out)
+    assert run.status == "interrupted"
+    resume(run, quiet=True)
+    assert run.status == "trained" and run.read_status()["epochs"] == 2

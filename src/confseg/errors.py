@@ -52,6 +52,12 @@ class RunError(ConfsegError):
     """A run folder is missing, inconsistent or in a state that forbids the action."""
 
 
+class Interrupted(ConfsegError):
+    """The user pressed Ctrl-C; the message says where the work stands (exit status 130)."""
+
+    exit_code = 130
+
+
 class CheckpointError(ConfsegError):
     """A checkpoint is missing, unreadable or does not match its run."""
 

@@ -19,7 +19,8 @@ A run folder (written by training, evaluation and the report; read by everything
       eval-<split>-<dataset>/    evaluations of other splits or datasets (same file names)
 
 Statuses: ``running`` while fitting, ``trained`` once fitting ended, ``finished`` once the
-run was evaluated, ``failed`` (with ``error``) when fitting raised.
+run was evaluated, ``interrupted`` after Ctrl-C, ``failed`` (with ``error``) when fitting
+raised.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from confseg.io.outputs import check_output_folder
 
 SPLITS = ("test", "val", "train", "all")
 RUNNING, TRAINED, FINISHED, FAILED = "running", "trained", "finished", "failed"
+INTERRUPTED = "interrupted"
 
 
 class EvalFolder:

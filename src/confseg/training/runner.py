@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -24,9 +25,9 @@ from pytorch_lightning.utilities import rank_zero_only
 
 import confseg
 from confseg.config import MONITORS, TrainConfig
-from confseg.errors import RunError
+from confseg.errors import Interrupted, RunError
 from confseg.models.spec import ModelSpec, load_checkpoint
-from confseg.runs import FAILED, FINISHED, RUNNING, TRAINED, RunFolder
+from confseg.runs import FAILED, FINISHED, INTERRUPTED, RUNNING, TRAINED, RunFolder
 from confseg.training.csvlog import merge_metrics, stash_metrics
 from confseg.training.datamodule import SegmentationDataModule
 from confseg.training.module import SegmentationModule
@@ -184,6 +185,15 @@ def _fit(cfg: TrainConfig, run: RunFolder, dm: SegmentationDataModule,
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     except BaseException as exc:
+        if trainer.interrupted:  # Ctrl-C: Lightning shut down gracefully, then sys.exit(1)
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
+            if is_rank_zero():
+                run.update_status(status=INTERRUPTED, interrupted_epoch=trainer.current_epoch)
+            last = run.checkpoint("last")
+            where = (f"continue with `confseg train --resume {run.root}`" if last.exists() else
+                     "no epoch had finished, so nothing to resume: train again with --overwrite")
+            raise Interrupted(f"interrupted in epoch {trainer.current_epoch}; the run folder "
+                              f"{run.root} is kept: {where}") from None
         if is_rank_zero():
             run.update_status(status=FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
