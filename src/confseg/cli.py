@@ -347,6 +347,8 @@ def annotate(
         help="Run folder whose predictions are offered as a pre-annotation layer.")] = None,
 ) -> None:
     """Paint per-pixel confidence in the browser (local web app)."""
+    if not 1 <= port <= 65535:
+        raise ConfsegError(f"--port {port}: give a port number between 1 and 65535")
     from confseg.io.optional import require
 
     for module in ("fastapi", "uvicorn"):

@@ -160,6 +160,9 @@ def evaluate_run(run: str | Path | RunFolder, *, data: str | Path | Dataset | No
     cfg = folder.config
     ds = data if isinstance(data, Dataset) else load_dataset(data or cfg.data)
     same = folder.is_training_data(ds)
+    if calibrate and not same:  # options first, before any work
+        raise EvaluationError("--calibrate fits on the run's validation split; evaluate on "
+                              "the training dataset")
     items = folder.items(ds, split)
     if not items:
         raise EvaluationError(f"{folder.root}: the {split} split has no image items")
@@ -173,22 +176,19 @@ def evaluate_run(run: str | Path | RunFolder, *, data: str | Path | Dataset | No
         dest = folder
     else:
         dest = folder.eval_folder(split, ds.name)
-    dest.root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with progress_bar(f"evaluate {split}", quiet=quiet) as prog:
         logits = _predict(predictor, ds, items, prog)
     seconds = time.perf_counter() - t0
     temperature, calibration = 1.0, None
     if calibrate:
-        if not same:
-            raise EvaluationError("--calibrate fits on the run's validation split; evaluate on "
-                                  "the training dataset")
         val_items = folder.items(ds, "val")
         val_logits = _predict(predictor, ds, val_items, None)
         temperature = fit_temperature(
             val_logits, [ds.read_confidence_stack(it) for it in val_items],
             [None if (m := ds.read_ignore(it)) is None else ~m for it in val_items])
         folder.write_temperature(temperature, fitted_on="val", objective="soft-target NLL")
+    dest.root.mkdir(parents=True, exist_ok=True)  # created only once the predictions exist
     temps = (1.0, temperature) if calibrate else (1.0,)
     rows, *calibrated_rows = _stats_rows(ds, items, logits, temps)
     truth = any(it.truth for it in items)

@@ -250,6 +250,8 @@ class RunFolder(EvalFolder):
         """
         run = self.root
         state = self.status
+        if state in (FAILED, INTERRUPTED) and not self.checkpoint("last").exists():
+            overwrite = True  # it stopped before its first epoch ended: nothing to keep
         if state == FINISHED:
             hint = f"{run}: already holds a finished run; pick another --out or pass --overwrite"
         else:

@@ -19,9 +19,10 @@ may need: the confidence, the item's rater maps with their names, and a random g
 seeded per (seed, epoch, sample). A new multi-rater strategy (majority vote, a soft mean of
 raters, STAPLE) is one new class; the data pipeline does not change.
 
-``threshold:0`` is the conventional label (every marked pixel). Thresholds accept a
-fraction (``0.6``) or a percent (``60``). Comparisons allow 1e-6 of slack so a level stored
-as 60 % counts as ``>= 0.6`` after float32 conversion.
+``threshold:0`` is the conventional label (every marked pixel). Levels are a fraction in
+[0, 1] (``0.6``; ``1`` is 100 %), a whole percent 2..100 (``60``) or a percent with a sign
+(``60%``, ``1.5%``); ``1.5`` is refused as ambiguous. Comparisons allow 1e-6 of slack so a
+level stored as 60 % counts as ``>= 0.6`` after float32 conversion.
 """
 
 from __future__ import annotations
@@ -216,14 +217,24 @@ class RaterSample(Strategy):
         return r[index].copy(), np.ones_like(r[index], dtype=np.float32)
 
 
-_NUM = r"(\d+(?:\.\d*)?|\.\d+)"
+_NUM = r"((?:\d+(?:\.\d*)?|\.\d+)%?)"
 
 
 def _unit(text: str, what: str) -> float:
-    v = float(text)
-    if v > 1.0:  # a percent
+    """A confidence level from a strategy string, read one unambiguous way.
+
+    ``0.6`` (a value in [0, 1]) is a fraction; ``60`` (a whole number 2..100) or ``60%`` /
+    ``1.5%`` (a ``%`` sign) is a percent. ``1`` is 100 % (a fraction). A number above 1 that
+    is not whole and has no ``%`` (``1.5``) is refused: it could mean 1.5 % or a typo.
+    """
+    percent = text.endswith("%")
+    v = float(text.rstrip("%"))
+    if percent or v > 1.0:
+        if not percent and v != int(v):
+            raise StrategyError(f"{what} {text} is ambiguous; write a fraction (0.015) or a "
+                                f"percent with a sign ({text}%)")
         if v > 100:
-            raise StrategyError(f"{what} {text} is above 100; give a fraction like 0.6 or a "
+            raise StrategyError(f"{what} {text} is above 100 %; give a fraction like 0.6 or a "
                                 "percent like 60")
         v /= 100.0
     return _check_unit(v, what)

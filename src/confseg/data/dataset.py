@@ -160,12 +160,30 @@ class Dataset:
         return self.root / "clinical.csv"
 
     def read_clinical(self) -> list[dict[str, str]]:
-        """Rows of clinical.csv as dicts (empty list when absent)."""
+        """Rows of clinical.csv as dicts (empty list when absent).
+
+        Raises:
+            DatasetError: not UTF-8, no header, or a row with more or fewer cells than the
+                header (naming the line).
+        """
         p = self.clinical_path()
         if not p.exists():
             return []
-        with p.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+        try:
+            with p.open(newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f, restkey="\0extra", restval="\0missing")
+                rows = list(reader)
+        except UnicodeDecodeError:
+            raise DatasetError(f"{p}: not UTF-8 text; re-save the CSV as UTF-8") from None
+        except csv.Error as exc:
+            raise DatasetError(f"{p}: not a readable CSV ({exc}); fix the file") from None
+        if reader.fieldnames is None:
+            raise DatasetError(f"{p}: empty; it needs a header row (patient,day,...)")
+        for n, row in enumerate(rows, 2):
+            if "\0extra" in row or "\0missing" in row.values():
+                raise DatasetError(f"{p}: line {n} has a different number of cells than the "
+                                   f"header ({len(reader.fieldnames)}); fix that row")
+        return rows
 
     # ----- writing ------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -201,6 +219,9 @@ def _parse_scale(obj: Any, where: str) -> tuple[ConfidenceLevel, ...]:
         v = lv["value"]
         if not isinstance(v, int) or not 1 <= v <= 100:
             raise DatasetError(f"{where}: confidence_scale[{i}].value={v!r}; use an integer 1..100")
+        if any(x.value == v for x in levels):
+            raise DatasetError(f"{where}: confidence_scale has the value {v} twice; each level "
+                               "needs its own percent")
         levels.append(ConfidenceLevel(value=v, name=str(lv.get("name", v)),
                                       description=str(lv.get("description", ""))))
     return tuple(levels)
@@ -219,6 +240,9 @@ def load_dataset(root: str | os.PathLike[str], *, validate: bool = True) -> Data
     """
     root = Path(root)
     jpath = root / DATASET_JSON
+    if root.is_file():
+        raise DatasetError(f"{root}: is a file, not a dataset folder; give the folder that holds "
+                           "dataset.json")
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
     if not jpath.is_file():

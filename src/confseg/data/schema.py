@@ -140,6 +140,8 @@ class Item:
             if key not in obj or obj[key] in (None, ""):
                 raise DatasetError(f"{where}: missing required key {key!r}")
         try:
+            if isinstance(obj.get("day", 0), bool | float):
+                raise TypeError
             day = int(obj.get("day", 0))
         except (TypeError, ValueError):
             raise DatasetError(
@@ -149,8 +151,19 @@ class Item:
             if not isinstance(val, dict) or not all(isinstance(v, str) for v in val.values()):
                 raise DatasetError(f"{where}: {key!r} must map class names to file paths")
         raters = obj.get("raters", {})
-        if not isinstance(raters, dict) or not all(isinstance(m, dict) for m in raters.values()):
+        if not isinstance(raters, dict) or not all(
+                isinstance(m, dict) and all(isinstance(v, str) for v in m.values())
+                for m in raters.values()):
             raise DatasetError(f"{where}: 'raters' must map rater -> class -> file path")
+        for key in ("id", "patient"):
+            if isinstance(obj[key], bool) or not isinstance(obj[key], str | int):
+                raise DatasetError(f"{where}: {key!r} must be a string, got {obj[key]!r}")
+        for key in ("image", "video", "ignore"):
+            if obj.get(key) is not None and not isinstance(obj[key], str):
+                raise DatasetError(f"{where}: {key!r} must be a file path (a string) or null, "
+                                   f"got {obj[key]!r}")
+        if not isinstance(obj.get("view", ""), str | int):
+            raise DatasetError(f"{where}: 'view' must be a string, got {obj['view']!r}")
         return cls(
             id=str(obj["id"]),
             patient=str(obj["patient"]),

@@ -109,6 +109,9 @@ def make_splits(dataset: Dataset, *, k: int | str = 5, seed: int = 0) -> Splits:
         raise SplitError(f"k={k!r}; give a number of folds or 'loo'") from None
     if k < 2:
         raise SplitError(f"k={k}: need at least 2 folds")
+    if len(patients) < 2:
+        raise SplitError(f"{dataset.root}: {len(patients)} patient(s); patient-grouped folds "
+                         "need at least 2 patients (3 to train, validate and test)")
     if k > len(patients):
         raise SplitError(f"k={k} folds but only {len(patients)} patients in {dataset.root}; "
                          f"use k <= {len(patients)}")
@@ -159,11 +162,18 @@ def read_splits(path: str | os.PathLike[str]) -> Splits:
     except json.JSONDecodeError as exc:
         raise SplitError(f"{p}: not valid JSON ({exc.msg}, line {exc.lineno}); fix or "
                          "regenerate it") from None
+    except (UnicodeDecodeError, IsADirectoryError):
+        raise SplitError(f"{p}: not a UTF-8 JSON file; regenerate it with `confseg split`"
+                         ) from None
     folds = obj.get("folds") if isinstance(obj, dict) else None
     if not isinstance(folds, list) or not all(isinstance(f, list) for f in folds):
         raise SplitError(f"{p}: needs 'folds': a list of lists of patient ids")
+    seed = obj.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SplitError(f"{p}: 'seed' must be a whole number, got {seed!r}")
+    if not all(isinstance(x, str | int) and not isinstance(x, bool) for f in folds for x in f):
+        raise SplitError(f"{p}: folds must list patient ids (strings)")
     try:
-        return Splits(folds=tuple(tuple(str(x) for x in f) for f in folds),
-                      seed=int(obj.get("seed", 0)))
+        return Splits(folds=tuple(tuple(str(x) for x in f) for f in folds), seed=seed)
     except SplitError as exc:
         raise SplitError(f"{p}: {exc}") from None

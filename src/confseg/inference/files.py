@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import numpy as np
 from confseg.errors import ConfsegError
 from confseg.inference.predictor import Predictor
 from confseg.io.atomic import atomic_write_bytes
-from confseg.io.images import read_image, write_png
+from confseg.io.images import image_shape, read_image, write_png
 from confseg.preprocess import to_display
 from confseg.viz.overlay import overlay_confidence
 
@@ -42,9 +45,32 @@ def predict_files(run: str | Path, images: Sequence[str | Path], out: str | Path
         dup = next(s for s in stems if stems.count(s) > 1)
         raise ConfsegError(f"two inputs share the name {dup!r}; outputs would collide: rename "
                            "or predict them into different folders")
+    for path in paths:  # every input checked (header read) before any model work
+        image_shape(path)
     predictor = Predictor.from_run(run, checkpoint=checkpoint, calibrated=calibrated)
     out = Path(out)
-    written: list[Path] = []
+    if out.exists() and not out.is_dir():
+        raise ConfsegError(f"{out}: exists and is not a folder; give an output folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Results go to a temp folder beside `out` and move in only when every image succeeded,
+    # so a bad image among many leaves no partial output.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        names = _predict_into(tmp, predictor, paths, stems, level=level, fmt=fmt,
+                              progress=progress)
+        out.mkdir(exist_ok=True)
+        for name in names:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [out / name for name in names]
+
+
+def _predict_into(folder: Path, predictor: Predictor, paths: Sequence[Path],
+                  stems: Sequence[str], *, level: float, fmt: str,
+                  progress: Callable[[int, int], None] | None) -> list[str]:
+    """Write every image's outputs into ``folder``; returns the file names."""
+    written: list[str] = []
     for n, (path, stem) in enumerate(zip(paths, stems, strict=True)):
         img = read_image(path)
         prob = predictor.predict(img)
@@ -52,20 +78,18 @@ def predict_files(run: str | Path, images: Sequence[str | Path], out: str | Path
             buf = io.BytesIO()
             np.savez_compressed(buf, prob=prob.astype(np.float16),
                                 classes=np.array(predictor.classes))
-            target = out / f"{stem}_prob.npz"
-            atomic_write_bytes(target, buf.getvalue())
-            written.append(target)
+            atomic_write_bytes(folder / f"{stem}_prob.npz", buf.getvalue())
+            written.append(f"{stem}_prob.npz")
         for k, cls in enumerate(predictor.classes):
             if fmt == "png":
-                target = out / f"{stem}_prob_{cls}.png"
-                write_png(target, np.rint(prob[k] * 65535).astype(np.uint16))
-                written.append(target)
-            target = out / f"{stem}_mask_{cls}.png"
-            write_png(target, prob[k] > level)
-            written.append(target)
-        target = out / f"{stem}_overlay.png"
-        write_png(target, overlay_confidence(to_display(img, grey=True), prob))
-        written.append(target)
+                write_png(folder / f"{stem}_prob_{cls}.png",
+                          np.rint(prob[k] * 65535).astype(np.uint16))
+                written.append(f"{stem}_prob_{cls}.png")
+            write_png(folder / f"{stem}_mask_{cls}.png", prob[k] > level)
+            written.append(f"{stem}_mask_{cls}.png")
+        write_png(folder / f"{stem}_overlay.png",
+                  overlay_confidence(to_display(img, grey=True), prob))
+        written.append(f"{stem}_overlay.png")
         if progress:
             progress(n + 1, len(paths))
     return written

@@ -22,10 +22,11 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 import confseg
 from confseg.config import MONITORS, TrainConfig
-from confseg.errors import Interrupted, RunError
+from confseg.errors import ConfigError, Interrupted, RunError
 from confseg.models.spec import ModelSpec, load_checkpoint
 from confseg.runs import FAILED, FINISHED, INTERRUPTED, RUNNING, TRAINED, RunFolder
 from confseg.training.csvlog import merge_metrics, stash_metrics
@@ -114,9 +115,19 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
     Returns:
         The run folder, with status ``trained``.
     """
+    # Paths are stored absolute, so `--resume` works from any directory.
+    cfg = cfg.replace(**{k: str(Path(v).resolve()) for k in ("data", "splits", "encoder_weights")
+                         if (v := getattr(cfg, k))})
+    # Everything that can be checked is checked before the run folder exists: data, split,
+    # strategy (setup), model name and encoder weights (the module), accelerator and devices
+    # (the trainer).
     dm = SegmentationDataModule(cfg)
-    dm.setup("fit")  # validates data, split and strategy before any write
+    dm.setup("fit")
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = SegmentationModule(cfg.to_dict(), list(dm.ds.classes))
     run = RunFolder(cfg.out)
+    _quiet_lightning()
+    trainer = _checked_trainer(cfg, run, quiet=quiet, callbacks=callbacks)
     if is_rank_zero():
         run.prepare(overwrite=overwrite, inputs=(cfg.data, cfg.splits, cfg.encoder_weights))
         run.write_config(cfg)
@@ -127,9 +138,7 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
                           machine=platform.machine(),
                           patients={k: list(v) for k, v in dm.patients.items()},
                           items={k: len(v) for k, v in dm.items.items()})
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = SegmentationModule(cfg.to_dict(), list(dm.ds.classes))
-    _fit(cfg, run, dm, module, ckpt=None, quiet=quiet, callbacks=callbacks)
+    _fit(cfg, run, dm, module, trainer, ckpt=None)
     return run.root
 
 
@@ -159,8 +168,9 @@ def resume(run: str | Path | RunFolder, *, quiet: bool = False,
         stash_metrics(folder.metrics_csv, next_epoch)
         folder.update_status(status=RUNNING, resumed=time.strftime("%Y-%m-%dT%H:%M:%S"))
     module = SegmentationModule(cfg.to_dict(), list(dm.ds.classes))
-    _fit(cfg, folder, dm, module, ckpt=ckpt, quiet=quiet, callbacks=callbacks,
-         start_epoch=next_epoch)
+    _quiet_lightning()
+    trainer = _checked_trainer(cfg, folder, quiet=quiet, callbacks=callbacks)
+    _fit(cfg, folder, dm, module, trainer, ckpt=ckpt, start_epoch=next_epoch)
     return folder.root
 
 
@@ -176,11 +186,20 @@ def check_checkpoint_spec(state: dict, cfg: TrainConfig, *, where: str) -> None:
                        f"{cfg.model!r} with {cfg.channels}; use the matching config")
 
 
+def _checked_trainer(cfg: TrainConfig, run: RunFolder, *, quiet: bool,
+                     callbacks: Sequence[pl.Callback]) -> pl.Trainer:
+    """:func:`build_trainer`, with Lightning's refusals (no GPU, bad devices) as ConfigError."""
+    try:
+        return build_trainer(cfg, run, quiet=quiet, callbacks=callbacks)
+    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"accelerator={cfg.accelerator!r}, devices={cfg.devices!r}: {first}"
+                          ) from None
+
+
 def _fit(cfg: TrainConfig, run: RunFolder, dm: SegmentationDataModule,
-         module: SegmentationModule, *, ckpt: Path | None, quiet: bool,
-         callbacks: Sequence[pl.Callback], start_epoch: int = 0) -> None:
-    _quiet_lightning()
-    trainer = build_trainer(cfg, run, quiet=quiet, callbacks=callbacks)
+         module: SegmentationModule, trainer: pl.Trainer, *, ckpt: Path | None,
+         start_epoch: int = 0) -> None:
     t0 = time.perf_counter()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
