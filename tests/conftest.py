@@ -20,6 +20,28 @@ def shared_data(name: str) -> Path:
     return p
 
 
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims ``width x height`` (a decompression bomb's header).
+
+    A real 1x1 PNG with the IHDR width/height rewritten (and its CRC recomputed): PIL reads
+    the claimed size from the header, decoding would fail (or allocate the claimed size).
+    """
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    b = bytearray(buf.getvalue())
+    assert b[12:16] == b"IHDR"
+    b[16:24] = struct.pack(">II", width, height)
+    b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])))
+    path.write_bytes(bytes(b))
+    return path
+
+
 def write_tiny_dataset(root: Path, *, patients: int = 4, per_patient: int = 2, size=(32, 40),
                        classes=("a", "b"), raters: int = 0, seed: int = 0, ignore: bool = False,
                        rgb: bool = False) -> Path:

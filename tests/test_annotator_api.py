@@ -24,6 +24,8 @@ from confseg.io.images import read_image
 from confseg.preprocess import to_display
 from confseg.viz.palette import PALETTE, hex_colour
 
+from conftest import png_claiming
+
 H, W = 24, 32
 
 
@@ -305,6 +307,46 @@ def test_oversize_payload_413(ds: Path) -> None:
     assert r.status_code == 413 and "2000 bytes" in r.json()["detail"]
     small = np.zeros((H, W), np.uint8)
     assert save(client, "p0_0", "b", small, st).status_code == 200  # small bodies still pass
+
+
+def test_bomb_image_or_map_is_a_clean_4xx(tmp_path: Path) -> None:
+    """A dataset image or map whose header claims 20000x10000 pixels: one-line 4xx, no 500."""
+    import warnings
+
+    ds = make_dataset(tmp_path / "ds")
+    png_claiming(ds / "images" / "p1_0.png", 20000, 10000)  # the image is a bomb
+    png_claiming(ds / "confidence" / "a" / "p0_0.png", 20000, 10000)  # p0_0's map is one
+    client = TestClient(create_app(ds), raise_server_exceptions=False)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for url in ("/api/items/p1_0", "/api/items/p1_0/image", "/api/items/p1_0/maps/a",
+                    "/api/items/p1_0/layers/confidence", "/api/items/p0_0",
+                    "/api/items/p0_0/maps/a", "/api/items/p0_0/layers/confidence"):
+            r = client.get(url)
+            assert r.status_code == 422, (url, r.status_code, r.text)
+            detail = r.json()["detail"]
+            assert "above the limit of 50 Mpixel" in detail and "\n" not in detail, url
+            assert "20000x10000" in detail
+        r = client.post("/api/items/p1_0/status", json={"done": True})
+        assert r.status_code == 422 and "above the limit" in r.json()["detail"]
+        assert client.get("/api/items").status_code == 200  # the list still loads
+        assert client.get("/api/items/p0_0/maps/b").status_code == 200  # other maps still serve
+    assert not [w for w in rec if "DecompressionBomb" in w.category.__name__]
+
+
+def test_bomb_map_upload_413(tmp_path: Path, client: TestClient) -> None:
+    st = client.get("/api/items/p0_0").json()
+    bomb = png_claiming(tmp_path / "bomb.png", 20000, 10000).read_bytes()
+    body = {"maps": {"a": {"base_version": st["versions"]["a"],
+                           "map": base64.b64encode(bomb).decode()}}}
+    r = client.post("/api/items/p0_0/save", json=body)
+    assert r.status_code == 413, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("map for class 'a': image is 20000x10000 = 200 Mpixel, above the "
+                             "limit of 50 Mpixel (CONFSEG_MAX_IMAGE_PIXELS)")
+    huge = png_claiming(tmp_path / "huge.png", 2**31 - 1, 2**31 - 1).read_bytes()  # > PIL's own
+    body["maps"]["a"]["map"] = base64.b64encode(huge).decode()
+    assert client.post("/api/items/p0_0/save", json=body).status_code == 413
 
 
 @pytest.mark.parametrize(

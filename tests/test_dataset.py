@@ -176,3 +176,13 @@ def test_written_dataset_honours_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (root.stat().st_mode & 0o777) == 0o755
+
+
+def test_off_scale_levels_warn_or_refuse_with_strict(tiny_dataset, caplog):
+    Image.fromarray(np.full((32, 40), 33, np.uint8)).save(tiny_dataset / "confidence/a/p0_1.png")
+    with caplog.at_level("WARNING", logger="confseg"):
+        load_dataset(tiny_dataset)
+    assert "1 confidence map(s) hold levels that are not on the confidence scale" in caplog.text
+    assert "p0_1.png has [33]" in caplog.text
+    with pytest.raises(DatasetError, match=r"not on the confidence scale .*p0_1\.png has \[33\]"):
+        load_dataset(tiny_dataset, strict=True)

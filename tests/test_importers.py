@@ -639,3 +639,381 @@ def test_labelstudio_errors(tmp_path):
     with pytest.raises(ImportLayoutError, match=r"p07_b\.png: image missing"):
         run_import("labelstudio", export, tmp_path / "ds", images=tmp_path / "ls" / "imgs")
     assert not (tmp_path / "ds").exists()
+
+
+# ----- reliability: one-line refusals, nothing written --------------------------------------
+def _refused(exc_type: type[Exception], layout: str, src: Path, dst: Path, **opts) -> str:
+    """Run an import that must fail: one-line message, nothing at ``dst``, no temp folder."""
+    with pytest.raises(exc_type) as err:
+        run_import(layout, src, dst, **opts)
+    msg = str(err.value)
+    assert "\n" not in msg, msg
+    assert not dst.exists()
+    assert [p.name for p in dst.parent.iterdir() if p.name.startswith(f".{dst.name}.")] == []
+    return msg
+
+
+def _secret(tmp_path: Path, name: str = "secret.png", shape=(20, 24)) -> Path:
+    """A file outside every source folder that an import must never copy."""
+    return _save(tmp_path / "outside" / name, np.full(shape, 7, np.uint8))
+
+
+# ----- path traversal ------------------------------------------------------------------------
+def test_inside_helper(tmp_path):
+    from confseg.importers._common import inside
+
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "a.png").write_bytes(b"x")
+    _secret(tmp_path)
+    (root / "link.png").symlink_to(tmp_path / "outside" / "secret.png")
+    (root / "ok.png").symlink_to(root / "sub" / "a.png")  # a link that stays inside is fine
+    (root / "outdir").symlink_to(tmp_path / "outside", target_is_directory=True)
+    assert inside(root, "sub/a.png", what="w") == root / "sub" / "a.png"
+    assert inside(root, "sub/../sub/a.png", what="w").resolve() == (root / "sub/a.png").resolve()
+    assert inside(root, "ok.png", what="w") == root / "ok.png"
+    assert inside(root, "sub\\a.png", what="w") == root / "sub" / "a.png"
+    for bad in ("../outside/secret.png", "sub/../../outside/secret.png", "..\\outside\\secret.png",
+                str(tmp_path / "outside" / "secret.png"), "/etc/passwd", "C:\\x.png", "C:x.png",
+                "link.png", "outdir/secret.png", "", ".", "a\x00b.png"):
+        with pytest.raises(ImportLayoutError, match=r"^w: ") as err:
+            inside(root, bad, what="w")
+        assert "\n" not in str(err.value), bad
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "nested-dotdot", "symlink"])
+def test_cvat_refuses_images_outside_the_image_folder(tmp_path, kind):
+    src = _cvat(tmp_path / "cv")
+    secret = _secret(tmp_path)
+    name = {
+        "dotdot": "../../outside/secret.png",
+        "absolute": str(secret),
+        "nested-dotdot": "sub/../../../outside/secret.png",
+        "symlink": "link.png",
+    }[kind]
+    (src / "images" / "link.png").symlink_to(secret)
+    xml = (src / "annotations.xml").read_text().replace('name="p02_f0.png"', f'name="{name}"')
+    (src / "annotations.xml").write_text(xml)
+    msg = _refused(ImportLayoutError, "cvat", src, tmp_path / "ds")
+    assert "<image name=" in msg and repr(name) in msg
+    assert "absolute path" in msg if kind == "absolute" else "leads outside" in msg
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["/data/upload/1/link.png", "/data/local-files/?d=imgs%2Flink.png", "/data/upload/1/..",
+     "/data/local-files/?d=..%2F..%2Foutside%2Fsecret.png"],
+)
+def test_labelstudio_refuses_images_outside_the_image_folder(tmp_path, ref):
+    export, _ = _ls(tmp_path / "ls")
+    secret = _secret(tmp_path, shape=(10, 20))
+    (tmp_path / "ls" / "imgs" / "link.png").symlink_to(secret)
+    tasks = json.loads(export.read_text())
+    tasks[1]["data"]["image"] = ref
+    export.write_text(json.dumps(tasks))
+    msg = _refused(ImportLayoutError, "labelstudio", export, tmp_path / "ds",
+                   images=tmp_path / "ls" / "imgs")
+    assert "task #1" in msg  # the entry is named
+    # a URL is matched by base name only: '..' in it never reaches outside images=
+    assert "leads outside" in msg or "image missing" in msg
+
+
+@pytest.mark.parametrize("which", ["label", "image", "image-folder"])
+def test_nnunet_refuses_links_out_of_the_source(tmp_path, which):
+    src = tmp_path / "n"
+    _nnunet(src)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if which == "image-folder":
+        (src / "imagesTr").rename(outside / "imagesTr")
+        (src / "imagesTr").symlink_to(outside / "imagesTr", target_is_directory=True)
+    else:
+        folder, name = {"label": ("labelsTr", "p02_f0.png"), "image": ("imagesTr",
+                                                                       "p02_f0_0000.png")}[which]
+        (src / folder / name).rename(outside / name)
+        (src / folder / name).symlink_to(outside / name)
+    msg = _refused(ImportLayoutError, "nnunet", src, tmp_path / "ds")
+    assert "leads outside" in msg
+
+
+@pytest.mark.parametrize("which", ["video", "csv"])
+def test_covid_blues_refuses_links_out_of_the_source(tmp_path, which):
+    src = _covid(tmp_path / "cb")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    name = "lus_videos/patient_3_L1.mp4" if which == "video" else "severity.csv"
+    (src / name).rename(outside / Path(name).name)
+    (src / name).symlink_to(outside / Path(name).name)
+    msg = _refused(ImportLayoutError, "covid-blues", src, tmp_path / "ds")
+    assert "leads outside" in msg and Path(name).name in msg
+
+
+@pytest.mark.parametrize("which", ["image", "mask", "case-folder"])
+def test_multirater_refuses_links_out_of_the_source(tmp_path, which):
+    src = tmp_path / "q"
+    _multirater(src)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if which == "case-folder":
+        (src / "case02").rename(outside / "case02")
+        (src / "case02").symlink_to(outside / "case02", target_is_directory=True)
+    else:
+        name = "image.png" if which == "image" else "seg02.png"
+        (src / "case02" / name).rename(outside / name)
+        (src / "case02" / name).symlink_to(outside / name)
+    msg = _refused(ImportLayoutError, "multirater", src, tmp_path / "ds")
+    assert "leads outside" in msg
+
+
+@pytest.mark.parametrize("which", ["image", "mask"])
+def test_lus_cs541_refuses_links_out_of_the_source(tmp_path, which):
+    src = _lus(tmp_path / "lus")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    rel = {"image": "image/din-01-L-1-V-frame0.jpg",
+           "mask": "mask/pleural_line/din-01-L-1-V-frame0-pleural_line.jpg"}[which]
+    (src / rel).rename(outside / Path(rel).name)
+    (src / rel).symlink_to(outside / Path(rel).name)
+    msg = _refused(ImportLayoutError, "lus-cs541", src, tmp_path / "ds")
+    assert "leads outside" in msg and Path(rel).name in msg
+
+
+# ----- sizes from an export: the one pixel limit before allocating -----------------------------
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('left="10" top="12" width="6" height="4"', 'left="0" top="0" width="1000000" '
+         'height="1000000"'),
+        ('name="p02_f0.png" width="24" height="20"', 'name="p02_f0.png" width="1000000" '
+         'height="1000000"'),
+    ],
+    ids=["mask", "image"],
+)
+def test_cvat_huge_sizes_refused_before_allocating(tmp_path, old, new):
+    src = _cvat(tmp_path / "cv")
+    xml = (src / "annotations.xml").read_text()
+    assert old in xml
+    (src / "annotations.xml").write_text(xml.replace(old, new))
+    msg = _refused(ImportLayoutError, "cvat", src, tmp_path / "ds")
+    assert "1000000x1000000 = 1,000,000 Mpixel, above the limit of 50 Mpixel" in msg
+    assert "CONFSEG_MAX_IMAGE_PIXELS" in msg
+
+
+def test_labelstudio_huge_sizes_refused_before_allocating(tmp_path):
+    export, _ = _ls(tmp_path / "ls")
+    tasks = json.loads(export.read_text())
+    res = tasks[0]["annotations"][1]["result"]
+    res[0]["original_width"] = res[0]["original_height"] = 1_000_000
+    export.write_text(json.dumps(tasks))
+    imgs = tmp_path / "ls" / "imgs"
+    msg = _refused(ImportLayoutError, "labelstudio", export, tmp_path / "ds", images=imgs)
+    assert "above the limit" in msg and "region 'a'" in msg
+    # a brush stream whose header claims 2**32 - 1 values is refused on the header
+    tasks = json.loads(export.read_text())
+    res = tasks[0]["annotations"][1]["result"]
+    res[0]["original_width"], res[0]["original_height"] = 20, 10
+    res[3]["value"]["rle"] = [255, 255, 255, 255, 0, 0, 0, 0]
+    export.write_text(json.dumps(tasks))
+    msg = _refused(ImportLayoutError, "labelstudio", export, tmp_path / "ds", images=imgs)
+    assert "4294967295 values, the image needs 800" in msg
+
+
+# ----- malformed exports: one line naming the file and the entry, never a traceback -----------
+def _ls_case(tasks: list, case: str) -> list | bytes | str:
+    res = tasks[0]["annotations"][1]["result"]
+    if case == "task-list":
+        tasks[0] = [1, 2]
+    elif case == "task-number":
+        tasks[0] = 5
+    elif case == "annotations-object":
+        tasks[0]["annotations"] = {"result": []}
+    elif case == "annotations-number":
+        tasks[0]["annotations"] = 3
+    elif case == "annotation-string":
+        tasks[0]["annotations"] = ["done"]
+    elif case == "result-string":
+        tasks[0]["annotations"][1]["result"] = "regions"
+    elif case == "result-item-number":
+        tasks[0]["annotations"][1]["result"] = [7]
+    elif case == "brush-without-rle":
+        del res[3]["value"]["rle"]
+    elif case == "brush-without-labels":
+        del res[3]["value"]["brushlabels"]
+    elif case == "numeric-labels":
+        res[0]["value"]["polygonlabels"] = [3]
+    elif case == "labels-string":
+        res[0]["value"]["polygonlabels"] = "bline"
+    elif case == "value-number":
+        res[0]["value"] = 5
+    elif case == "type-list":
+        res[0]["type"] = ["polygonlabels"]
+    elif case == "size-text":
+        res[0]["original_width"] = "wide"
+    elif case == "size-negative":
+        res[0]["original_width"] = -20
+    elif case == "size-infinite":
+        return json.dumps(tasks).replace('"original_width": 20', '"original_width": Infinity', 1)
+    elif case == "points-nan":
+        return json.dumps(tasks).replace("[10, 10]", "[NaN, 10]", 1)
+    elif case == "points-not-pairs":
+        res[0]["value"]["points"] = [[1, 2, 3]] * 3
+    elif case == "rle-text":
+        res[3]["value"]["rle"] = "abc"
+    elif case == "rle-floats":
+        res[3]["value"]["rle"] = [1.5, 2.5]
+    elif case == "rating-text":
+        res[1]["value"]["rating"] = "five"
+    elif case == "not-json":
+        return "[{"
+    elif case == "not-utf8":
+        return b"\xff\xfe\x00["
+    elif case == "top-level-object":
+        return json.dumps({"tasks": tasks})
+    return tasks
+
+
+LS_CASES = ["task-list", "task-number", "annotations-object", "annotations-number",
+            "annotation-string", "result-string", "result-item-number", "brush-without-rle",
+            "brush-without-labels", "numeric-labels", "labels-string", "value-number",
+            "type-list", "size-text", "size-negative", "size-infinite", "points-nan",
+            "points-not-pairs", "rle-text", "rle-floats", "rating-text", "not-json",
+            "not-utf8", "top-level-object"]
+
+
+@pytest.mark.parametrize("case", LS_CASES)
+def test_labelstudio_malformed_export(tmp_path, case):
+    export, _ = _ls(tmp_path / "ls")
+    out = _ls_case(json.loads(export.read_text()), case)
+    if isinstance(out, bytes):
+        export.write_bytes(out)
+    else:
+        export.write_text(out if isinstance(out, str) else json.dumps(out))
+    msg = _refused(ImportLayoutError, "labelstudio", export, tmp_path / "ds",
+                   images=tmp_path / "ls" / "imgs")
+    assert str(export) in msg
+    if case.startswith(("task", "annotation", "result", "brush", "numeric", "labels", "value",
+                        "type", "size", "points", "rle", "rating")):
+        assert "task #0" in msg  # the entry is named
+
+
+NNUNET_CASES = {
+    "channel-names-number": {"channel_names": 3},
+    "channel-names-empty": {"channel_names": {}},
+    "labels-text-values": {"labels": {"background": 0, "pleura": "1"}},
+    "labels-float": {"labels": {"background": 0, "pleura": 1.5}},
+    "labels-bool": {"labels": {"background": 0, "pleura": True}},
+    "labels-list": {"labels": ["background", "pleura"]},
+    "labels-empty": {"labels": {}},
+    "labels-negative": {"labels": {"background": 0, "pleura": -1}},
+    "file-ending-number": {"file_ending": 5},
+    "file-ending-unknown": {"file_ending": ".mha"},
+    "missing-key": {"file_ending": None},
+    "top-level-list": None,
+    "not-utf8": b"\xff\xfe{",
+    "not-json": b"{labels",
+}
+
+
+@pytest.mark.parametrize("case", list(NNUNET_CASES))
+def test_nnunet_malformed_dataset_json(tmp_path, case):
+    src = tmp_path / "n"
+    _nnunet(src)
+    path = src / "dataset.json"
+    spec = json.loads(path.read_text())
+    change = NNUNET_CASES[case]
+    if isinstance(change, bytes):
+        path.write_bytes(change)
+    elif change is None:
+        path.write_text(json.dumps([spec]))
+    else:
+        spec.update(change)
+        path.write_text(json.dumps({k: v for k, v in spec.items() if v is not None}))
+    msg = _refused(ImportLayoutError, "nnunet", src, tmp_path / "ds")
+    assert str(path) in msg
+
+
+CVAT_CASES = {
+    "not-xml": None,
+    "not-utf8": None,
+    "width-text": ('width="24" height="20"/>', 'width="wide" height="20"/>'),
+    "width-float": ('width="24" height="20"/>', 'width="1e6" height="20"/>'),
+    "width-zero": ('width="24" height="20"/>', 'width="0" height="20"/>'),
+    "points-text": ('points="2,2;9,2;9,5;2,5"', 'points="a,b;c,d;e,f"'),
+    "points-nan": ('points="2,2;9,2;9,5;2,5"', 'points="nan,2;9,2;9,5;2,5"'),
+    "z-order-inf": ('z_order="1">', 'z_order="inf">'),
+    "mask-left-nan": ('left="10"', 'left="nan"'),
+    "mask-width-text": ('width="6"', 'width="six"'),
+    "mask-rle-text": ('rle="', 'rle="1, x, '),
+    "mask-rle-huge": ('rle="', 'rle="99999999999999999999999, '),
+    "confidence-text": (">60<", ">sixty<"),
+    "empty-name": ('name="p02_f0.png"', 'name=""'),
+    "box-rotation-text": ("<polyline", '<box label="bline" xtl="1" ytl="1" xbr="3" ybr="3" '
+                          'rotation="tilted"/><polyline'),
+    "box-corner-inf": ("<polyline", '<box label="bline" xtl="1" ytl="1" xbr="inf" ybr="3"/>'
+                       "<polyline"),
+}
+
+
+@pytest.mark.parametrize("case", list(CVAT_CASES))
+def test_cvat_malformed_export(tmp_path, case):
+    src = _cvat(tmp_path / "cv")
+    path = src / "annotations.xml"
+    xml = path.read_text()
+    if case == "not-xml":
+        path.write_text("this is not <xml")
+    elif case == "not-utf8":
+        path.write_bytes(xml.replace("pleura", "pl\xe9ura").encode("latin-1"))
+    else:
+        old, new = CVAT_CASES[case]
+        assert old in xml, case
+        path.write_text(xml.replace(old, new, 1))
+    msg = _refused(ImportLayoutError, "cvat", src, tmp_path / "ds")
+    assert str(path) in msg
+
+
+def _covid_case(src: Path, case: str) -> Path:
+    sev, clin = src / "severity.csv", src / "clinical_variables.csv"
+    if case == "severity-not-utf8":
+        sev.write_bytes(sev.read_text().replace("B-lines\n", "B-lin\xe9es\n").encode("latin-1"))
+        return sev
+    if case == "clinical-not-utf8":
+        clin.write_bytes(clin.read_bytes() + "12,caf\xe9\n".encode("latin-1"))
+        return clin
+    if case == "severity-short-row":
+        sev.write_text(sev.read_text() + "patient_3_L1,2.0\n")
+        return sev
+    if case == "clinical-short-row":
+        clin.write_text(clin.read_text() + "7\n")
+        return clin
+    if case == "clinical-long-row":
+        lines = clin.read_text().splitlines()
+        clin.write_text("\n".join([*lines, lines[1] + ",extra,cells"]) + "\n")
+        return clin
+    if case == "patient-id-infinite":
+        clin.write_text(clin.read_text().replace("\n12,", "\ninf,", 1))
+        return clin
+    if case == "patient-id-text":
+        clin.write_text(clin.read_text().replace("\n12,", "\ntwelve,", 1))
+        return clin
+    if case == "severity-no-column":
+        sev.write_text(sev.read_text().replace("video_file", "video", 1))
+        return sev
+    if case == "severity-huge-field":
+        sev.write_text(sev.read_text() + 'patient_3_L1,"' + "x" * 200_000 + '",,,\n')
+        return sev
+    raise AssertionError(case)
+
+
+COVID_CASES = ["severity-not-utf8", "clinical-not-utf8", "severity-short-row",
+               "clinical-short-row", "clinical-long-row", "patient-id-infinite",
+               "patient-id-text", "severity-no-column", "severity-huge-field"]
+
+
+@pytest.mark.parametrize("case", COVID_CASES)
+def test_covid_blues_malformed_csv(tmp_path, case):
+    src = _covid(tmp_path / "cb")
+    path = _covid_case(src, case)
+    msg = _refused(ImportLayoutError, "covid-blues", src, tmp_path / "ds")
+    assert str(path) in msg
+    if "row" in case:
+        assert "line " in msg  # names the entry

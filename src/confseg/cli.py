@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -94,13 +95,16 @@ def synth(
 def info(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Refuse confidence levels that are not on the dataset's scale.")]
+    = False,
     quiet: Quiet = False,
 ) -> None:
     """Summarise a dataset: counts, marked fraction and confidence levels per class."""
     from confseg.data import load_dataset
     from confseg.data.info import dataset_info
 
-    ds = load_dataset(dataset)
+    ds = load_dataset(dataset, strict=strict)
     with progress_bar("reading maps", quiet=quiet or as_json) as prog:
         summary = dataset_info(ds, progress=prog)
     if as_json:
@@ -367,8 +371,23 @@ def models() -> None:
         typer.echo(name)
 
 
+class _WarningLines(logging.Handler):
+    """confseg's logged warnings as ``warning:`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"[yellow]warning:[/yellow] {escape(record.getMessage())}",
+                      highlight=False, soft_wrap=True)
+
+
+def _log_to_console() -> None:
+    log = logging.getLogger("confseg")
+    if not any(isinstance(h, _WarningLines) for h in log.handlers):
+        log.addHandler(_WarningLines(level=logging.WARNING))
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console entry point: usage mistakes too become one ``error:`` line, exit 2."""
+    _log_to_console()
     try:  # typer >= 0.2x vendors click; older ones use click itself
         from typer._click import exceptions as cx
     except ImportError:  # pragma: no cover

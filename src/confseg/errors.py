@@ -28,6 +28,14 @@ class MediaError(ConfsegError):
     """An image or video file cannot be read or written."""
 
 
+class ImageTooLargeError(MediaError):
+    """An image (or an array an export asks for) is above the pixel limit.
+
+    The limit is ``confseg.io.images.max_image_pixels()``: 50 million pixels unless the
+    environment variable ``CONFSEG_MAX_IMAGE_PIXELS`` says otherwise.
+    """
+
+
 # ----- recipes and models -------------------------------------------------------------------
 class StrategyError(ConfsegError):
     """A label strategy string cannot be parsed or applied."""

@@ -23,7 +23,14 @@ from confseg.annotator.maps import (
 )
 from confseg.annotator.preannotate import PreAnnotator, PredictFn, load_run_predictor
 from confseg.annotator.store import AnnotationStore, MapEdit
-from confseg.errors import AnnotatorError, ConfsegError, InvalidMapError, NotFoundError
+from confseg.errors import (
+    AnnotatorError,
+    ConfsegError,
+    DatasetError,
+    InvalidMapError,
+    MediaError,
+    NotFoundError,
+)
 from confseg.errors import PayloadTooLargeError as _TooLarge
 from confseg.viz.palette import hex_colour
 
@@ -147,8 +154,15 @@ def create_app(
 
     @app.exception_handler(ConfsegError)
     async def _confseg_error(request: Request, exc: ConfsegError) -> JSONResponse:
-        status = exc.status if isinstance(exc, AnnotatorError) else 500
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        if isinstance(exc, AnnotatorError):
+            status = exc.status
+        elif isinstance(exc, MediaError | DatasetError):
+            # a dataset file the route needs cannot be served (undecodable, above the pixel
+            # limit, off-scale): a clean one-line 422, never a 500 with a traceback
+            status = 422
+        else:
+            status = 500
+        return JSONResponse({"detail": " ".join(str(exc).split())}, status_code=status)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:

@@ -11,11 +11,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from confseg.errors import InvalidMapError
+from confseg.errors import ImageTooLargeError, InvalidMapError, MediaError, PayloadTooLargeError
+from confseg.io.images import open_pil
 from confseg.preprocess import to_display
-
-# Decoding a PNG bigger than this many pixels is refused (a decompression bomb guard).
-MAX_PIXELS = 50_000_000
 
 
 def encode_png(arr: np.ndarray) -> bytes:
@@ -46,15 +44,17 @@ def decode_map_png(data: bytes, *, what: str) -> np.ndarray:
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         raise InvalidMapError(f"{what}: not a PNG file; send the map as lossless PNG bytes")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise InvalidMapError(f"{what}: {im.width}x{im.height} is too large to decode")
+        # the one pixel limit of confseg.io.images, checked on the header before decoding
+        with open_pil(io.BytesIO(data), what) as im:
             im.load()
             mode = im.mode
             arr = np.asarray(im)
-    except InvalidMapError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except ImageTooLargeError as exc:
+        raise PayloadTooLargeError(str(exc)) from None
+    except MediaError as exc:
+        raise InvalidMapError(str(exc)) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+            Image.DecompressionBombError) as exc:
         raise InvalidMapError(f"{what}: cannot decode PNG ({exc}); re-encode it") from None
     if mode in ("L", "P") and arr.ndim == 2:
         if mode == "P":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from confseg.io.images import (
 
 FORMAT_VERSION = 1
 DATASET_JSON = "dataset.json"
+log = logging.getLogger("confseg")
 SPLITS_JSON = "splits.json"
 
 
@@ -227,13 +229,16 @@ def _parse_scale(obj: Any, where: str) -> tuple[ConfidenceLevel, ...]:
     return tuple(levels)
 
 
-def load_dataset(root: str | os.PathLike[str], *, validate: bool = True) -> Dataset:
+def load_dataset(root: str | os.PathLike[str], *, validate: bool = True,
+                 strict: bool = False) -> Dataset:
     """Load a dataset folder and (by default) validate every file it names.
 
     Args:
         root: Folder holding dataset.json.
         validate: Decode every image and map and check sizes and values (once per process
             for an unchanged ``dataset.json``). With False only the JSON structure is checked.
+        strict: Refuse confidence levels that are not on the confidence scale (else they
+            are logged as a warning).
 
     Raises:
         DatasetError: with a one-line message naming the file and the fix.
@@ -281,8 +286,8 @@ def load_dataset(root: str | os.PathLike[str], *, validate: bool = True) -> Data
     _check_structure(ds, jpath)
     if validate:
         key = _validation_key(jpath)
-        if key not in _VALIDATED:
-            validate_files(ds)
+        if strict or key not in _VALIDATED:
+            validate_files(ds, strict=strict)
             _VALIDATED.add(key)
     return ds
 
@@ -340,12 +345,18 @@ def _item_paths(it: Item) -> Iterable[str]:
         yield it.video
 
 
-def validate_files(ds: Dataset) -> None:
+def validate_files(ds: Dataset, *, strict: bool = False) -> None:
     """Decode every file an item names and check existence, sizes and values.
+
+    Confidence levels that are not on the dataset's ``confidence_scale`` are logged as one
+    warning (logger ``confseg``; the CLI prints it as a ``warning:`` line), or refused with
+    ``strict``.
 
     Raises:
         DatasetError: naming the first offending file.
     """
+    on_scale = {0} | {lv.value for lv in ds.scale}
+    off_scale: list[tuple[str, list[int]]] = []
     for it in ds.items:
         for rel in _item_paths(it):
             if not ds.path(rel).is_file():
@@ -357,7 +368,11 @@ def validate_files(ds: Dataset) -> None:
             shape = read_image(ds.path(it.image)).shape[:2]
             maps: list[tuple[str, np.ndarray]] = []
             for rel in it.confidence.values():
-                maps.append((rel, read_percent_map(ds.path(rel))))
+                conf = read_percent_map(ds.path(rel))
+                maps.append((rel, conf))
+                extra = sorted(set(np.unique(conf).tolist()) - on_scale)
+                if extra:
+                    off_scale.append((rel, extra))
             for m in it.raters.values():
                 maps.extend((rel, read_image(ds.path(rel))) for rel in m.values())
             for rel in list(it.truth.values()) + ([it.ignore] if it.ignore else []):
@@ -369,3 +384,11 @@ def validate_files(ds: Dataset) -> None:
                 raise DatasetError(
                     f"{ds.path(rel)}: size {arr.shape[1]}x{arr.shape[0]} differs from image "
                     f"{it.image} ({shape[1]}x{shape[0]}); resample the map to the image")
+    if off_scale:
+        rel, extra = off_scale[0]
+        msg = (f"{ds.root}: {len(off_scale)} confidence map(s) hold levels that are not on the "
+               f"confidence scale {sorted(on_scale - {0})} (first: {rel} has {extra[:5]}); "
+               "fix the maps or the dataset's confidence_scale")
+        if strict:
+            raise DatasetError(msg)
+        log.warning(msg)

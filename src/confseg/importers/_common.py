@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -41,6 +41,50 @@ def check_paths(src: PathLike, dst: PathLike, layout: str) -> tuple[Path, Path]:
             f"{d}: the output folder overlaps the source {s}; choose a DST outside the source"
         )
     return s, d
+
+
+def inside(root: Path, name: str | os.PathLike[str], *, what: str) -> Path:
+    r"""``root / name``, checked to stay inside ``root``: the one guard against path traversal.
+
+    Every importer resolves each name it takes from an export (CVAT ``<image name=...>``,
+    a Label Studio image URL) or from a source listing through this, before reading or
+    copying the file. Refused: absolute names (POSIX or Windows, ``C:...``), names whose
+    ``..`` climb out of ``root``, and names that reach a file outside ``root`` through a
+    symbolic link (the link itself or a linked folder on the way). Backslashes count as
+    separators, so a Windows-made ``..\x.png`` is refused too.
+
+    Args:
+        root: The source folder (``--images`` folder or the source dataset folder).
+        name: The name as the export or listing gives it (relative to ``root``).
+        what: Names the entry in the message, e.g. ``"annotations.xml: <image name=...>"``.
+
+    Returns:
+        ``root / name`` (not resolved, so messages show the name the user knows).
+
+    Raises:
+        ImportLayoutError: one line naming the entry and the folder it must stay in.
+    """
+    text = os.fspath(name)
+    posix = text.replace("\\", "/")
+    how = "names no file in"
+    try:
+        if (PurePosixPath(posix).is_absolute() or PureWindowsPath(text).drive
+                or PureWindowsPath(text).is_absolute()):
+            how = "is an absolute path, not a name inside"
+            raise ValueError(how)
+        base = root.resolve()
+        target = (base / posix).resolve()
+        if target == base:
+            raise ValueError(how)
+        if not target.is_relative_to(base):
+            how = "leads outside"
+            raise ValueError(how)
+    except (ValueError, OSError, RuntimeError):  # also NUL bytes and symlink loops
+        raise ImportLayoutError(
+            f"{what}: {text!r} {how} {root}; entries must name files inside it "
+            "(no absolute paths, no '..' out of it, no links pointing out of it)"
+        ) from None
+    return root / posix
 
 
 def require_dir(path: Path, layout: str, expect: str) -> Path:

@@ -25,6 +25,7 @@ from confseg.importers._common import (
     ProgressFn,
     check_paths,
     finish,
+    inside,
     require_dir,
     require_file,
     tick,
@@ -91,7 +92,7 @@ def parse_number(text: str | None) -> float | None:
         val = float(text)
     except ValueError:
         return None
-    if math.isnan(val) or val < 0:
+    if not math.isfinite(val) or val < 0:
         return None
     return val
 
@@ -113,13 +114,37 @@ def _parse_yes_no(text: str | None) -> bool | None:
 
 
 def _read_csv(path: Path, key: str) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or key not in reader.fieldnames:
-            raise ImportLayoutError(
-                f"{path}: column {key!r} missing; the {LAYOUT} layout expects it in the header"
-            )
-        return list(reader)
+    """Rows of a UTF-8 CSV with a header holding ``key``; every row as wide as the header.
+
+    Raises:
+        ImportLayoutError: not UTF-8, not CSV, no ``key`` column, or a row with fewer or
+            more cells than the header (naming the line).
+    """
+    rows: list[dict[str, str]] = []
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or key not in reader.fieldnames:
+                raise ImportLayoutError(
+                    f"{path}: column {key!r} missing; the {LAYOUT} layout expects it in the "
+                    "header"
+                )
+            width = len(reader.fieldnames)
+            for row in reader:
+                n = width + len(row.get(None) or []) - sum(v is None for v in row.values())
+                if n != width:
+                    raise ImportLayoutError(
+                        f"{path}: line {reader.line_num} has {n} cells, the header has {width}; "
+                        "fix the row (quote cells that hold commas)"
+                    )
+                rows.append(row)
+    except UnicodeDecodeError as exc:
+        raise ImportLayoutError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8"
+        ) from None
+    except csv.Error as exc:
+        raise ImportLayoutError(f"{path}: not a readable CSV ({exc}); fix the file") from None
+    return rows
 
 
 def clinical_row(row: dict[str, str]) -> dict[str, Any]:
@@ -145,9 +170,10 @@ def clinical_row(row: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _scan_videos(folder: Path) -> list[tuple[Path, re.Match[str]]]:
+def _scan_videos(src: Path, folder: Path) -> list[tuple[Path, re.Match[str]]]:
     videos = []
     for p in visible(folder):
+        p = inside(src, p.relative_to(src), what=f"{LAYOUT} source file {p}")
         m = _VIDEO_RE.match(p.stem)
         if not p.is_file() or p.suffix.lower() != ".mp4" or m is None:
             raise ImportLayoutError(
@@ -181,20 +207,24 @@ def import_covid_blues(
         The dataset folder.
     """
     src_p, dst_p = check_paths(src, dst, LAYOUT)
-    videos = _scan_videos(require_dir(src_p / "lus_videos", LAYOUT, _EXPECT_VIDEO))
+    videos = _scan_videos(src_p, require_dir(src_p / "lus_videos", LAYOUT, _EXPECT_VIDEO))
     sev_path = require_file(src_p / "severity.csv", LAYOUT, "severity.csv (one row per video)")
     clin_path = require_file(
         src_p / "clinical_variables.csv", LAYOUT, "clinical_variables.csv (one row per patient)"
     )
+    for p in (sev_path, clin_path):
+        inside(src_p, p.name, what=f"{LAYOUT} source file {p}")
     severity = {r["video_file"].strip(): r for r in _read_csv(sev_path, "video_file")}
-    clin_rows = _read_csv(clin_path, "patient_id")
-    try:
-        clinical = sorted((clinical_row(r) for r in clin_rows), key=lambda r: int(r["patient"]))
-    except ValueError:
-        raise ImportLayoutError(
-            f"{clin_path}: a patient_id is not a number; the {LAYOUT} "
-            "layout expects integer patient ids"
-        ) from None
+    clinical = []
+    for r in _read_csv(clin_path, "patient_id"):
+        try:
+            clinical.append(clinical_row(r))
+        except (ValueError, OverflowError):
+            raise ImportLayoutError(
+                f"{clin_path}: patient_id {r['patient_id']!r} is not a number; the {LAYOUT} "
+                "layout expects integer patient ids"
+            ) from None
+    clinical.sort(key=lambda r: int(r["patient"]))
     total = len(videos)
     meta = {"source": {"layout": LAYOUT, "path": str(src_p.resolve())}}
     tick(progress, 0, total)

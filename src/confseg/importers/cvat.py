@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from confseg.data import DatasetWriter
-from confseg.errors import ImportLayoutError
+from confseg.errors import ImportLayoutError, MediaError
 from confseg.importers._common import (
     PathLike,
     ProgressFn,
@@ -39,11 +39,12 @@ from confseg.importers._common import (
     compile_regex,
     fill_polygon,
     finish,
+    inside,
     patient_from,
     safe_id,
     tick,
 )
-from confseg.io.images import image_shape
+from confseg.io.images import check_pixels, image_shape
 
 LAYOUT = "cvat"
 SHAPES = ("polygon", "box", "mask")
@@ -57,6 +58,7 @@ class _Shape:
     confidence: int
     z_order: int
     attrs: dict[str, str]
+    where: str = ""  # names the image and shape in messages
 
 
 @dataclass
@@ -82,7 +84,10 @@ def decode_cvat_rle(counts: Iterable[int], width: int, height: int) -> np.ndarra
     Raises:
         ValueError: runs are negative or cover more than the box.
     """
-    runs = np.asarray(list(counts), dtype=np.int64)
+    try:
+        runs = np.asarray(list(counts), dtype=np.int64)
+    except OverflowError:
+        raise ValueError("a run length is too large") from None
     total = width * height
     if runs.size and (runs.min() < 0 or runs.sum() > total):
         raise ValueError(f"RLE covers {int(runs.sum())} pixels, the box has {total}")
@@ -107,7 +112,10 @@ def _confidence(el: ET.Element, attr: str, where: str) -> int:
 
 
 def _find_image(images: Path, name: str, xml: Path) -> Path:
-    for cand in (images / name, images / Path(name).name):
+    what = f"{xml}: <image name={name!r}>"
+    # the name as given, then its base name (images exported flat); both must stay inside
+    first = inside(images, name, what=what)
+    for cand in (first, inside(images, first.name, what=what)):
         if cand.is_file():
             return cand
     raise ImportLayoutError(
@@ -119,9 +127,10 @@ def _find_image(images: Path, name: str, xml: Path) -> Path:
 def _parse(xml: Path, images: Path, attr: str) -> tuple[list[str], list[_Image], int]:
     try:
         root = ET.parse(xml).getroot()
-    except (ET.ParseError, OSError) as exc:
+    except (ET.ParseError, OSError, ValueError) as exc:
         raise ImportLayoutError(
-            f"{xml}: not readable XML ({exc}); export the task as 'CVAT for images 1.1'"
+            f"{xml}: not readable XML ({' '.join(str(exc).split())}); export the task as "
+            "'CVAT for images 1.1'"
         ) from None
     meta = root.find("meta")
     labels = [
@@ -141,10 +150,13 @@ def _parse(xml: Path, images: Path, attr: str) -> tuple[list[str], list[_Image],
         name = el.get("name") or ""
         try:
             width, height = int(el.get("width", "")), int(el.get("height", ""))
+            if width < 1 or height < 1:
+                raise ValueError("not positive")
         except ValueError:
             raise ImportLayoutError(
-                f"{xml}: <image name={name!r}> needs integer width and height"
+                f"{xml}: <image name={name!r}> needs positive integer width and height"
             ) from None
+        _check_size(height, width, f"{xml}: <image name={name!r}>")
         if name in seen:
             raise ImportLayoutError(f"{xml}: image {name!r} appears twice; merge its shapes")
         seen.add(name)
@@ -158,6 +170,8 @@ def _parse(xml: Path, images: Path, attr: str) -> tuple[list[str], list[_Image],
             if label and label not in labels:
                 labels.append(label)
             where = f"{xml}: image {name!r} {sh.tag} #{i}"
+            if sh.tag == "mask":
+                _mask_box(dict(sh.attrib), where)  # refuse a huge box before anything is written
             img.shapes.append(
                 _Shape(
                     kind=sh.tag,
@@ -165,6 +179,7 @@ def _parse(xml: Path, images: Path, attr: str) -> tuple[list[str], list[_Image],
                     confidence=_confidence(sh, attr, where),
                     z_order=_z_order(sh, where),
                     attrs=dict(sh.attrib),
+                    where=where,
                 )
             )
         img.shapes.sort(key=lambda s: s.z_order)  # stable: document order within a z level
@@ -172,18 +187,42 @@ def _parse(xml: Path, images: Path, attr: str) -> tuple[list[str], list[_Image],
     return labels, out, skipped
 
 
+def _check_size(h: int, w: int, where: str) -> None:
+    """The pixel limit of confseg.io.images, before any array of this size is allocated."""
+    try:
+        check_pixels(h, w, where)
+    except MediaError as exc:
+        raise ImportLayoutError(str(exc)) from None
+
+
 def _z_order(el: ET.Element, where: str) -> int:
     try:
         return int(float(el.get("z_order", "0") or 0))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ImportLayoutError(f"{where}: z_order={el.get('z_order')!r}; use an integer") from None
 
 
 def _floats(attrs: dict[str, str], keys: Iterable[str], where: str) -> list[float]:
+    keys = list(keys)
     try:
-        return [float(attrs[k]) for k in keys]
+        out = [float(attrs[k]) for k in keys]
     except (KeyError, ValueError):
-        raise ImportLayoutError(f"{where}: needs numeric {', '.join(keys)}") from None
+        out = []
+    if len(out) != len(keys) or not all(math.isfinite(v) for v in out):
+        raise ImportLayoutError(
+            f"{where}: needs finite numeric {', '.join(keys)} (got "
+            f"{ {k: attrs.get(k) for k in keys} }); fix the export"
+        )
+    return out
+
+
+def _mask_box(attrs: dict[str, str], where: str) -> tuple[int, int, int, int]:
+    """``(left, top, width, height)`` of a ``<mask>``, its size checked before allocating."""
+    left, top, w, h = (int(v) for v in _floats(attrs, ("left", "top", "width", "height"), where))
+    if w < 1 or h < 1:
+        raise ImportLayoutError(f"{where}: mask width={w} height={h}; both must be positive")
+    _check_size(h, w, f"{where} (<mask> width x height)")
+    return left, top, w, h
 
 
 def _raster(sh: _Shape, shape: tuple[int, int], where: str) -> np.ndarray:
@@ -193,7 +232,7 @@ def _raster(sh: _Shape, shape: tuple[int, int], where: str) -> np.ndarray:
             pts = [tuple(float(v) for v in p.split(",")) for p in a.get("points", "").split(";")]
         except ValueError:
             pts = []
-        if len(pts) < 3 or any(len(p) != 2 for p in pts):
+        if len(pts) < 3 or any(len(p) != 2 or not all(map(math.isfinite, p)) for p in pts):
             raise ImportLayoutError(
                 f"{where}: points={a.get('points')!r}; a polygon needs at "
                 "least 3 'x,y' points separated by ';'"
@@ -201,7 +240,8 @@ def _raster(sh: _Shape, shape: tuple[int, int], where: str) -> np.ndarray:
         return fill_polygon(shape, pts)  # type: ignore[arg-type]
     if sh.kind == "box":
         x0, y0, x1, y1 = _floats(a, ("xtl", "ytl", "xbr", "ybr"), where)
-        rot = math.radians(float(a.get("rotation", "0") or 0))
+        (rot,) = _floats({"rotation": a.get("rotation", "0") or "0"}, ("rotation",), where)
+        rot = math.radians(rot)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         c, s = math.cos(rot), math.sin(rot)
         pts = [
@@ -209,7 +249,7 @@ def _raster(sh: _Shape, shape: tuple[int, int], where: str) -> np.ndarray:
             for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
         ]
         return fill_polygon(shape, pts)
-    left, top, w, h = (int(v) for v in _floats(a, ("left", "top", "width", "height"), where))
+    left, top, w, h = _mask_box(a, where)
     try:
         box = decode_cvat_rle(
             (int(v) for v in a.get("rle", "").replace(" ", "").split(",") if v), w, h
@@ -298,7 +338,8 @@ def import_cvat(
                 if sh.label not in names:
                     continue
                 m = maps.setdefault(sh.label, np.zeros(shape, dtype=np.uint8))
-                m[_raster(sh, shape, f"{xml}: image {img.name!r} shape #{k}")] = sh.confidence
+                where = sh.where or f"{xml}: image {img.name!r} shape #{k}"
+                m[_raster(sh, shape, where)] = sh.confidence
             w.add(
                 item_id=item_id,
                 patient=patient,

@@ -22,7 +22,7 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 
 from confseg.data import DatasetWriter
-from confseg.errors import ImportLayoutError
+from confseg.errors import ImportLayoutError, MediaError
+from confseg.importers._brush_rle import decode_brush_rle
 from confseg.importers._common import (
     PathLike,
     ProgressFn,
@@ -42,11 +43,12 @@ from confseg.importers._common import (
     compile_regex,
     fill_polygon,
     finish,
+    inside,
     patient_from,
     safe_id,
     tick,
 )
-from confseg.io.images import image_shape
+from confseg.io.images import check_pixels, image_shape
 
 LAYOUT = "labelstudio"
 _GEOMETRY = {
@@ -60,59 +62,6 @@ _GEOMETRY = {
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
 
-# ----- Label Studio brush RLE (port of label-studio-converter brush.decode_rle) ------------
-class _BitStream:
-    """Reads big-endian unsigned integers of any bit width from a byte list."""
-
-    def __init__(self, data: Sequence[int]) -> None:
-        raw = np.asarray(data, dtype=np.int64)
-        if raw.size and (raw.min() < 0 or raw.max() > 255):
-            raise ValueError("RLE bytes must lie in 0..255")
-        bits = np.unpackbits(raw.astype(np.uint8))
-        self.bits = (bits + ord("0")).tobytes().decode("ascii")
-        self.i = 0
-
-    def read(self, size: int) -> int:
-        if self.i + size > len(self.bits):
-            raise ValueError("RLE stream ends early")
-        out = int(self.bits[self.i : self.i + size], 2)
-        self.i += size
-        return out
-
-
-def decode_brush_rle(rle: Sequence[int]) -> np.ndarray:
-    """Decode Label Studio's brush RLE to the flat array it encodes (RGBA, row-major).
-
-    The stream (rle-pack by thi.ng): 32 bits value count, 5 bits word size - 1, four
-    4-bit run-length widths - 1; then blocks of: 1 bit run flag, 2 bits index into the
-    widths, that many bits of length - 1, then one word repeated (run) or that many
-    words (literals).
-
-    Raises:
-        ValueError: the stream is malformed.
-    """
-    inp = _BitStream(rle)
-    num = inp.read(32)
-    word_size = inp.read(5) + 1
-    rle_sizes = [inp.read(4) + 1 for _ in range(4)]
-    dtype = np.uint8 if word_size < 9 else np.uint16 if word_size < 17 else np.uint32
-    out = np.zeros(num, dtype=dtype)
-    i = 0
-    while i < num:
-        x = inp.read(1)
-        j = i + 1 + inp.read(rle_sizes[inp.read(2)])
-        if x:
-            out[i:j] = inp.read(word_size)
-            i = j
-        else:
-            if j > num:
-                raise ValueError(f"literal block runs past the {num} values")
-            while i < j:
-                out[i] = inp.read(word_size)
-                i += 1
-    return out
-
-
 # ----- parsing ------------------------------------------------------------------------------
 @dataclass
 class _Region:
@@ -120,6 +69,7 @@ class _Region:
     label: str
     value: dict[str, Any]
     size: tuple[int, int] | None  # (H, W) from original_height/width
+    where: str = ""  # names the task and region in messages
     confidence: int = 100
 
 
@@ -138,10 +88,12 @@ def _basename(ref: str) -> str:
 
 
 def _find_image(images: Path, ref: str, where: str) -> Path:
+    # Label Studio URLs (/data/upload/1/<prefix>-x.png, /data/local-files/?d=dir/x.png,
+    # http://...) are matched by base name only; the name must still stay inside images=
     base = _basename(ref)
     for cand in (base, _UPLOAD_PREFIX.sub("", base)):
-        if cand and (images / cand).is_file():
-            return images / cand
+        if cand and (path := inside(images, cand, what=f"{where} data image {ref!r}")).is_file():
+            return path
     raise ImportLayoutError(
         f"{images / base}: image missing ({where} names {ref!r}); point "
         "images= at the folder holding the task images"
@@ -152,7 +104,7 @@ def _region_confidence(res: dict[str, Any], rating_max: int, where: str) -> int 
     val = res.get("value") or {}
     if res.get("type") == "rating" and "rating" in val:
         r = val["rating"]
-        if not isinstance(r, int | float) or not 0 <= r <= rating_max:
+        if not isinstance(r, int | float) or isinstance(r, bool) or not 0 <= r <= rating_max:
             raise ImportLayoutError(
                 f"{where}: rating {r!r}; expected 0..{rating_max} "
                 "(set rating_max for another scale)"
@@ -160,10 +112,41 @@ def _region_confidence(res: dict[str, Any], rating_max: int, where: str) -> int 
         return round(100 * r / rating_max)
     if res.get("type") == "number" and "number" in val:
         n = val["number"]
-        if not isinstance(n, int | float) or not 0 <= n <= 100:
+        if not isinstance(n, int | float) or isinstance(n, bool) or not 0 <= n <= 100:
             raise ImportLayoutError(f"{where}: number {n!r}; confidence must lie in 0..100")
         return round(n)
     return None
+
+
+def _size(res: dict[str, Any], where: str) -> tuple[int, int] | None:
+    """``(H, W)`` from a result's original_height/width, checked against the pixel limit."""
+    if "original_height" not in res or "original_width" not in res:
+        return None
+    h, w = res["original_height"], res["original_width"]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (h, w)) or not (
+        all(math.isfinite(v) and v == int(v) and v >= 1 for v in (h, w))
+    ):
+        raise ImportLayoutError(
+            f"{where}: original_width/height {w!r}/{h!r} must be positive integers"
+        )
+    try:
+        check_pixels(int(h), int(w), f"{where} (original_width x original_height)")
+    except MediaError as exc:
+        raise ImportLayoutError(str(exc)) from None
+    return int(h), int(w)
+
+
+def _labels(val: dict[str, Any], key: str, where: str) -> list[str]:
+    """The label names of a result (``value[key]``): a list of strings."""
+    labels = val.get(key)
+    if labels is None:
+        return []
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ImportLayoutError(
+            f"{where}: value.{key} = {labels!r}; labels must be a list of label names "
+            "(strings); re-export from Label Studio"
+        )
+    return labels
 
 
 def _parse_task(
@@ -179,43 +162,59 @@ def _parse_task(
         raise ImportLayoutError(
             f"{where}: no 'annotations' key; export from Label Studio as JSON (not JSON-MIN)"
         )
+    anns = task["annotations"] or []
+    if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
+        raise ImportLayoutError(
+            f"{where}: 'annotations' must be a list of annotation objects; export from "
+            "Label Studio as JSON (not JSON-MIN)"
+        )
     ref = task["data"].get(image_key)
     if not isinstance(ref, str):
         raise ImportLayoutError(
             f"{where}: data.{image_key} missing; pass image_key= with the "
             "name of the task's image field"
         )
-    done = [a for a in task["annotations"] or [] if not a.get("was_cancelled")]
+    done = [a for a in anns if not a.get("was_cancelled")]
     if not done:
         return None
     out = _Task(ref=ref, file=_find_image(images, ref, where))
+    results = done[0].get("result") or []
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise ImportLayoutError(
+            f"{where}: annotation 'result' must be a list of region objects; re-export it"
+        )
     regions: list[tuple[str, _Region]] = []
     labels_of: dict[str, list[str]] = {}
     conf_of: dict[str, int] = {}
-    for res in done[0].get("result") or []:
+    for res in results:
         rtype, rid, val = res.get("type", ""), str(res.get("id", "")), res.get("value") or {}
-        conf = _region_confidence(res, rating_max, f"{where} region {rid!r}")
+        rwhere = f"{where} region {rid!r}"
+        if not isinstance(rtype, str) or not isinstance(val, dict):
+            raise ImportLayoutError(
+                f"{rwhere}: 'type' must be a string and 'value' an object (got "
+                f"{type(rtype).__name__} and {type(val).__name__}); re-export it"
+            )
+        conf = _region_confidence(res, rating_max, rwhere)
         if conf is not None:
             conf_of[rid] = conf
         elif rtype == "labels":
-            labels_of[rid] = list(val.get("labels") or [])
+            labels_of[rid] = _labels(val, "labels", rwhere)
         elif rtype in _GEOMETRY:
-            size = None
-            if "original_height" in res and "original_width" in res:
-                try:
-                    size = (int(res["original_height"]), int(res["original_width"]))
-                except (TypeError, ValueError):
-                    raise ImportLayoutError(
-                        f"{where} region {rid!r}: original_width/height must be integers"
-                    ) from None
-            labels = list(val.get(rtype) or []) if rtype.endswith("labels") else []
+            size = _size(res, rwhere)
+            labels = _labels(val, rtype, rwhere) if rtype.endswith("labels") else []
             for lab in labels or [""]:
                 regions.append(
-                    (rid, _Region(kind=_GEOMETRY[rtype], label=lab, value=val, size=size))
+                    (rid, _Region(kind=_GEOMETRY[rtype], label=lab, value=val, size=size,
+                                  where=rwhere))
                 )
     for rid, reg in regions:
         if not reg.label and labels_of.get(rid):
             reg.label = labels_of[rid][0]
+        if not reg.label:
+            raise ImportLayoutError(
+                f"{where} region {rid!r}: {reg.kind} region without a label (no "
+                "value.<type>labels and no 'labels' result with its id); label every region"
+            )
         reg.confidence = conf_of.get(rid, 100)
         out.regions.append(reg)
     return out
@@ -229,7 +228,7 @@ def _raster(reg: _Region, shape: tuple[int, int], where: str) -> np.ndarray:
             pts = [(float(x) * w / 100, float(y) * h / 100) for x, y in v["points"]]
             if len(pts) < 3:
                 raise ValueError("a polygon needs at least 3 points")
-            return fill_polygon(shape, pts)
+            return fill_polygon(shape, _finite(pts))
         if reg.kind == "rectangle":
             x, y = float(v["x"]) * w / 100, float(v["y"]) * h / 100
             rw, rh = float(v["width"]) * w / 100, float(v["height"]) * h / 100
@@ -239,15 +238,23 @@ def _raster(reg: _Region, shape: tuple[int, int], where: str) -> np.ndarray:
                 (x + dx * c - dy * s, y + dx * s + dy * c)
                 for dx, dy in ((0, 0), (rw, 0), (rw, rh), (0, rh))
             ]
-            return fill_polygon(shape, pts)
+            return fill_polygon(shape, _finite(pts))
         if v.get("format", "rle") != "rle":
             raise ValueError(f"brush format {v.get('format')!r}; only 'rle' is supported")
-        flat = decode_brush_rle(v["rle"])
-        if flat.size != h * w * 4:
-            raise ValueError(f"brush RLE holds {flat.size} values, the image needs {h}x{w}x4")
+        flat = decode_brush_rle(v["rle"], expected=h * w * 4)  # checked before allocating
         return flat.reshape(h, w, 4)[:, :, 3] > 0
-    except (KeyError, TypeError, ValueError) as exc:
+    except KeyError as exc:
+        raise ImportLayoutError(
+            f"{where}: {reg.kind} region lacks value.{exc.args[0]}; re-export it"
+        ) from None
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ImportLayoutError(f"{where}: cannot read {reg.kind} region ({exc})") from None
+
+
+def _finite(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if not all(math.isfinite(c) for p in pts for c in p):
+        raise ValueError("coordinates must be finite numbers")
+    return pts
 
 
 def _load_tasks(src: Path) -> tuple[Path, list[Any]]:
@@ -262,7 +269,7 @@ def _load_tasks(src: Path) -> tuple[Path, list[Any]]:
         path = found[0]
     try:
         tasks = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ImportLayoutError(f"{path}: not valid JSON ({exc}); re-export it") from None
     if not isinstance(tasks, list):
         raise ImportLayoutError(
@@ -332,7 +339,7 @@ def import_labelstudio(
             shape = image_shape(task.file)
             maps: dict[str, np.ndarray] = {}
             for k, reg in enumerate(task.regions):
-                where = f"{path}: task image {task.ref!r} region #{k}"
+                where = reg.where or f"{path}: task image {task.ref!r} region #{k}"
                 if reg.size is not None and reg.size != shape:
                     raise ImportLayoutError(
                         f"{task.file}: size {shape[1]}x{shape[0]} differs from the export "

@@ -27,6 +27,7 @@ from confseg.importers._common import (
     check_paths,
     check_size,
     finish,
+    inside,
     natural_key,
     require_dir,
     tick,
@@ -52,9 +53,15 @@ class _Frame:
     masks: dict[str, Path] = field(default_factory=dict)
 
 
-def _scan_images(folder: Path) -> dict[str, _Frame]:
+def _checked(src: Path, p: Path) -> Path:
+    """A file of the source listing, refused if a link leads out of ``src``."""
+    return inside(src, p.relative_to(src), what=f"{LAYOUT} source file {p}")
+
+
+def _scan_images(src: Path, folder: Path) -> dict[str, _Frame]:
     frames: dict[str, _Frame] = {}
     for p in visible(folder):
+        p = _checked(src, p)
         m = _NAME_RE.match(p.stem)
         if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES or m is None:
             raise ImportLayoutError(
@@ -74,9 +81,10 @@ def _scan_images(folder: Path) -> dict[str, _Frame]:
     return frames
 
 
-def _scan_masks(folder: Path, cls: str, frames: dict[str, _Frame]) -> None:
+def _scan_masks(src: Path, folder: Path, cls: str, frames: dict[str, _Frame]) -> None:
     suffix = f"-{cls}"
     for p in visible(folder):
+        p = _checked(src, p)
         stem = p.stem[: -len(suffix)] if p.stem.endswith(suffix) else None
         if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES or stem is None:
             raise ImportLayoutError(
@@ -116,10 +124,11 @@ def import_lus_cs541(
     src_p, dst_p = check_paths(src, dst, LAYOUT)
     names = list(check_classes(as_names(classes, "classes") or DEFAULT_CLASSES, "classes"))
     thr = as_int(threshold, "threshold", 0, 254)
-    frames = _scan_images(require_dir(src_p / "image", LAYOUT, f"image/{_EXPECT_NAME}"))
+    frames = _scan_images(src_p, require_dir(src_p / "image", LAYOUT, f"image/{_EXPECT_NAME}"))
     mask_root = require_dir(src_p / "mask", LAYOUT, "mask/<class>/ folders")
     for cls in names:
         _scan_masks(
+            src_p,
             require_dir(
                 mask_root / cls, LAYOUT, f"mask/{cls}/<image stem>-{cls}.jpg (class {cls!r})"
             ),

@@ -27,6 +27,7 @@ from confseg.importers._common import (
     check_paths,
     check_size,
     finish,
+    inside,
     safe_id,
     tick,
     visible,
@@ -44,8 +45,12 @@ class _Case:
     masks: list[Path]
 
 
-def _scan_case(folder: Path, pattern: str, image_name: str | None) -> _Case:
-    files = [p for p in visible(folder) if p.is_file()]
+def _scan_case(src: Path, folder: Path, pattern: str, image_name: str | None) -> _Case:
+    files = [
+        inside(src, p.relative_to(src), what=f"{LAYOUT} source file {p}")
+        for p in visible(folder)
+        if p.is_file()
+    ]
     masks = [p for p in files if fnmatch.fnmatch(p.name, pattern)]
     if not masks:
         raise ImportLayoutError(
@@ -139,7 +144,7 @@ def import_multirater(
             f"{src_p}: no case folders; the {LAYOUT} layout expects "
             "<case>/image.png and <case>/seg01.png ..."
         )
-    cases = [_scan_case(d, mask_pattern, image_name) for d in case_dirs]
+    cases = [_scan_case(src_p, d, mask_pattern, image_name) for d in case_dirs]
     total = len(cases)
     meta = {"source": {"layout": LAYOUT, "path": str(src_p.resolve())}}
     scale = _scale(max(len(c.masks) for c in cases))

@@ -31,6 +31,7 @@ from confseg.importers._common import (
     check_size,
     compile_regex,
     finish,
+    inside,
     natural_key,
     patient_from,
     require_dir,
@@ -70,7 +71,7 @@ def read_spec(path: Path) -> NnunetSpec:
     """
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ImportLayoutError(f"{path}: not valid JSON ({exc}); fix the file") from None
     for key in ("channel_names", "labels", "file_ending"):
         if not isinstance(obj, dict) or key not in obj:
@@ -79,8 +80,16 @@ def read_spec(path: Path) -> NnunetSpec:
                 "an nnU-Net v2 dataset.json (channel_names, labels, "
                 "file_ending)"
             )
-    ending = str(obj["file_ending"])
-    if ending.lower() not in PIL_SUFFIXES and ending.lower() not in _NIFTI:
+    channels = obj["channel_names"]
+    if not isinstance(channels, dict) or not channels:
+        raise ImportLayoutError(
+            f"{path}: 'channel_names' = {channels!r}; nnU-Net v2 maps channel indices to "
+            'names, e.g. {"0": "US"}'
+        )
+    ending = obj["file_ending"]
+    if not isinstance(ending, str) or (
+        ending.lower() not in PIL_SUFFIXES and ending.lower() not in _NIFTI
+    ):
         raise ImportLayoutError(
             f"{path}: file_ending {ending!r} is not supported; the {LAYOUT} "
             "importer reads 2D .png (or other PIL images) and 2D NIfTI"
@@ -107,7 +116,7 @@ def read_spec(path: Path) -> NnunetSpec:
     classes = dict(sorted(classes.items(), key=lambda kv: kv[1]))
     check_classes(classes, f"{path}: labels")
     return NnunetSpec(
-        channels=max(1, len(obj["channel_names"])),
+        channels=len(channels),
         classes=classes,
         ignore=ignore,
         file_ending=ending,
@@ -125,6 +134,10 @@ def _scan(src: Path, spec: NnunetSpec) -> list[_Case]:
     ending = spec.file_ending
     img_dir = require_dir(src / "imagesTr", LAYOUT, f"imagesTr/<case>_0000{ending}")
     lab_dir = require_dir(src / "labelsTr", LAYOUT, f"labelsTr/<case>{ending}")
+
+    def checked(p: Path) -> Path:  # a file of the listing, refused if a link leads out of src
+        return inside(src, p.relative_to(src), what=f"{LAYOUT} source file {p}")
+
     cases = []
     for lab in visible(lab_dir):
         if not lab.name.endswith(ending):
@@ -139,7 +152,13 @@ def _scan(src: Path, spec: NnunetSpec) -> list[_Case]:
                 f"{chans[0]}: file missing; the {LAYOUT} layout expects "
                 f"imagesTr/<case>_0000{ending} for every label file"
             )
-        cases.append(_Case(case=case, label=lab, channels=[p for p in chans if p.is_file()]))
+        cases.append(
+            _Case(
+                case=case,
+                label=checked(lab),
+                channels=[checked(p) for p in chans if p.is_file()],
+            )
+        )
     if not cases:
         raise ImportLayoutError(
             f"{lab_dir}: no label files; the {LAYOUT} layout expects labelsTr/<case>{ending}"

@@ -2,6 +2,9 @@
 
 from confseg.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from confseg.io.images import (
+    MAX_IMAGE_PIXELS,
+    check_pixels,
+    max_image_pixels,
     read_image,
     read_mask,
     read_percent_map,
@@ -10,9 +13,12 @@ from confseg.io.images import (
 )
 
 __all__ = [
+    "MAX_IMAGE_PIXELS",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_pixels",
+    "max_image_pixels",
     "read_image",
     "read_mask",
     "read_percent_map",
