@@ -43,8 +43,10 @@ def _single_process_validation(run: RunFolder) -> dict[str, float]:
     dm.setup("fit")
     module = SegmentationModule.load_from_checkpoint(run.checkpoint("last"), map_location="cpu",
                                                      weights_only=False)
+    from confseg.training.runner import resolve_precision
+
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+                         enable_model_summary=False, precision=resolve_precision(cfg))
     (out,) = trainer.validate(module, dataloaders=dm.val_dataloader(), verbose=False)
     return {k: float(v) for k, v in out.items()}
 

@@ -66,3 +66,26 @@ def test_write_read_round_trip(ds, tmp_path):
     s = make_splits(ds, k=3, seed=4)
     write_splits(tmp_path / "s.json", s)
     assert read_splits(tmp_path / "s.json") == s
+
+
+def test_validation_modes_never_touch_the_test_fold(tmp_path):
+    from confseg.data.splits import parse_val
+
+    s = Splits(folds=(("a", "b"), ("c", "d"), ("e", "f"), ("g", "h"), ("i", "j")))
+    tr, va, te = s.partition(0)
+    assert te == ["a", "b"] and va == ["c", "d"] and len(tr) == 6
+    tr, va, te = s.partition(0, val="inner:0.25", seed=3)
+    assert te == ["a", "b"] and len(va) == 2 and len(tr) == 6
+    assert not set(va) & set(te) and not set(tr) & set(te) and not set(tr) & set(va)
+    assert s.partition(0, val="inner:0.25", seed=3) == (tr, va, te)  # deterministic
+    tr, va, te = s.partition(2, val="none")
+    assert va == [] and te == ["e", "f"] and len(tr) == 8
+    two = Splits(folds=(("a",), ("b",)))
+    with pytest.raises(SplitError, match="leave no fold for validation; use k >= 3, or --val"):
+        two.partition(0)
+    assert two.partition(0, val="none") == (["b"], [], ["a"])
+    with pytest.raises(SplitError, match="leave none to train on"):
+        Splits(folds=(("a",), ("b",), ("c",))).partition(0, val="inner:0.9")
+    for bad in ("inner:1", "inner:x", "fold", "inner:0"):
+        with pytest.raises(SplitError, match="use next-fold, inner:F"):
+            parse_val(bad)

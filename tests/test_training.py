@@ -247,3 +247,44 @@ def test_ctrl_c_says_where_the_run_stands_and_resumes(data, tmp_path):
     assert run.status == "interrupted"
     resume(run, quiet=True)
     assert run.status == "trained" and run.read_status()["epochs"] == 2
+
+
+def test_val_none_trains_on_every_non_test_patient_and_keeps_the_last_epoch(data, tmp_path):
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=2, val="none", **FAST)
+    run = RunFolder(train(cfg, quiet=True))
+    status = run.read_status()
+    assert status["validation"] == "none" and status["patients"]["val"] == []
+    assert len(status["patients"]["train"]) + len(status["patients"]["test"]) == 4
+    best = torch.load(run.checkpoint("best"), map_location="cpu", weights_only=True)
+    last = torch.load(run.checkpoint("last"), map_location="cpu", weights_only=True)
+    assert best["epoch"] == last["epoch"] == 1
+    assert "val/dice" not in run.metrics_csv.read_text()
+    inner = TrainConfig(data=str(data), out=str(tmp_path / "i"), epochs=1, val="inner:0.34",
+                        **FAST)
+    status = RunFolder(train(inner, quiet=True)).read_status()
+    assert len(status["patients"]["val"]) == 1
+    assert len(status["patients"]["train"]) + len(status["patients"]["test"]) == 3
+    with pytest.raises(ConfigError, match="validation mode 'folds'"):
+        TrainConfig(data="d", out="o", val="folds")
+
+
+def test_precision_auto_uses_native_cpu_bf16(data, tmp_path):
+    from confseg.training.runner import cpu_has_bf16, resolve_precision
+
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=1, accelerator="cpu",
+                      **FAST)
+    assert resolve_precision(cfg) == ("bf16-mixed" if cpu_has_bf16() else "32-true")
+    assert resolve_precision(cfg.replace(precision="32-true")) == "32-true"
+    run = RunFolder(train(cfg, quiet=True))
+    assert run.read_status()["precision"] == resolve_precision(cfg)
+
+
+def test_cli_set_and_threads(data, tmp_path, capsys):
+    from confseg.cli import main
+
+    assert main(["train", str(data), "--out", str(tmp_path / "a"), "--set", "epochs=ten"]) == 2
+    assert "epochs='ten': expected int" in capsys.readouterr().err
+    assert main(["train", str(data), "--out", str(tmp_path / "a"), "--set", "colour=1"]) == 2
+    assert "unknown option 'colour'" in capsys.readouterr().err
+    assert main(["train", str(data), "--out", str(tmp_path / "a"), "--threads", "0"]) == 2
+    assert "--threads 0" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -25,6 +26,21 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+Threads = Annotated[int | None, typer.Option(
+    help="CPU threads for torch (default: torch's own, with OpenMP threads that sleep instead "
+         "of spin-waiting; 1 is fastest on a busy machine).")]
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads: set before torch starts its pool where possible."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ConfsegError(f"--threads {threads}: give a number >= 1")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MKL_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")]
 
@@ -221,6 +237,16 @@ def train(
     accelerator: Annotated[str | None, typer.Option(help="auto, cpu or gpu.")] = None,
     devices: Annotated[str | None, typer.Option(help="Devices (DDP when > 1).")] = None,
     num_workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
+    val: Annotated[str | None, typer.Option(
+        help="Validation patients: next-fold, inner:F (a fraction of the non-test patients) "
+             "or none (train on every non-test patient, keep the last epoch).")] = None,
+    precision: Annotated[str | None, typer.Option(
+        help="auto (bf16-mixed on CPUs with native bf16, 16-mixed on GPU), 32-true, "
+             "bf16-mixed, 16-mixed.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any config option as KEY=VALUE (repeatable), e.g. --set augment=0.5.")]
+    = None,
+    threads: Threads = None,
     out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config (options override it).")]
     = None,
@@ -230,6 +256,7 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a model on a dataset with a label strategy; writes a self-describing run folder."""
+    set_threads(threads)
     from confseg.config import TrainConfig
     from confseg.workflows import resume_and_evaluate, train_and_evaluate
 
@@ -244,14 +271,37 @@ def train(
         "encoder_weights": str(encoder_weights) if encoder_weights else None,
         "k": _int_or_word(k, "loo", "--k") if k else None,
         "devices": _int_or_word(devices, "auto", "--devices") if devices else None,
+        "val": val, "precision": precision,
     }
+    for key, value in _parse_sets(set_ or []).items():
+        if opts.get(key) is not None:
+            raise ConfsegError(f"--set {key}=...: {key} is also given as an option; give it once")
+        opts[key] = value
     if config is not None:
         cfg = TrainConfig.load(config, **opts)
     else:
         if dataset is None or out is None:
             raise typer.BadParameter("give DATASET and --out (or --config / --resume)")
-        cfg = TrainConfig(**{k_: v for k_, v in opts.items() if v is not None})
+        cfg = TrainConfig.from_dict({k_: v for k_, v in opts.items() if v is not None},
+                                    where="train options")
     _print_run(train_and_evaluate(cfg, overwrite=overwrite, quiet=quiet))
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values are read as YAML scalars (``3``, ``0.5``, ``true``, text)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfsegError(f"--set {item!r}: write KEY=VALUE, e.g. --set augment=0.5")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out[key.strip().replace("-", "_")] = value
+    return out
 
 
 def _int_or_word(text: str, word: str, option: str) -> int | str:
@@ -307,13 +357,21 @@ def evaluate(
         "--calibrate", help="Fit temperature scaling on the validation split.")] = False,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
+    ensemble: Annotated[list[Path] | None, typer.Option(
+        "--ensemble", help="Another run whose probabilities are averaged with RUN's "
+        "(repeatable). Writes to RUN/eval-ensemble-<n>runs-<split>-<dataset>/ (or --out); "
+        "test/val/train and --calibrate need members with the same splits and fold.")] = None,
+    tta: Annotated[str | None, typer.Option(
+        "--tta", help="Test-time augmentation: flip (also average the left-right mirror; "
+        "never vertical).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a run: summary.json (patient-bootstrap CIs), per_case.csv, reliability PNGs."""
     from confseg.evaluation import evaluate_run
 
     summary = evaluate_run(run, data=data, split=split, calibrate=calibrate,
-                           checkpoint=checkpoint, out=out, quiet=quiet)
+                           checkpoint=checkpoint, out=out, quiet=quiet,
+                           ensemble=ensemble or (), tta=tta)
     _print_summary(summary)
     typer.echo(f"wrote {Path(summary['out']) / 'summary.json'}")
 
@@ -327,6 +385,16 @@ def predict(
     level: Annotated[float, typer.Option(help="Probability threshold for masks.")] = 0.5,
     fmt: Annotated[str, typer.Option("--format", help="png (16-bit) or npz.")] = "png",
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    ensemble: Annotated[list[Path] | None, typer.Option(
+        "--ensemble", help="Another run whose probabilities are averaged with RUN's "
+        "(repeatable).")] = None,
+    tta: Annotated[str | None, typer.Option(
+        "--tta", help="Test-time augmentation: flip (also average the left-right mirror; "
+        "never vertical).")] = None,
+    calibration: Annotated[Path | None, typer.Option(
+        "--calibration", help="Folder with the calibration.json to apply (for an ensemble or "
+        "--tta: the folder `confseg evaluate ... --calibrate` wrote; default: RUN's own for a "
+        "single run, none for an ensemble).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Predict probability maps, masks and overlays for image files."""
@@ -334,6 +402,7 @@ def predict(
 
     with progress_bar("predict", quiet=quiet) as prog:
         paths = predict_files(run, images, out, level=level, fmt=fmt, checkpoint=checkpoint,
+                              ensemble=ensemble or (), tta=tta, calibration=calibration,
                               progress=prog)
     typer.echo(f"wrote {len(paths)} files to {out}")
 

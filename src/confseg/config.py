@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from confseg.errors import ConfigError
+from confseg.data.splits import Splits, parse_val
+from confseg.errors import ConfigError, ConfsegError
 from confseg.io.atomic import atomic_write_text
 from confseg.targets import Strategy, parse_strategy
 
@@ -34,7 +35,10 @@ class TrainConfig:
         out: Run folder.
         strategy: Label strategy string (``threshold:0.6``, ``soft``, ...).
         model: Model name from :func:`confseg.models.list_models`.
-        fold: Test fold; validation is the next fold, training the rest.
+        fold: Test fold (never trained or validated on).
+        val: Validation patients: ``next-fold`` (the next fold), ``inner:F`` (a fraction F of
+            the non-test patients) or ``none`` (train on every non-test patient, keep the last
+            checkpoint, no early stopping).
         k: Number of folds (used when the dataset has no ``splits.json``), or ``"loo"``.
         split_seed: Seed of the patient split.
         splits: Optional explicit ``splits.json`` path (overrides ``DATA/splits.json``).
@@ -63,6 +67,7 @@ class TrainConfig:
     strategy: str = "threshold:0.6"
     model: str = "fpn-resnet34"
     fold: int = 0
+    val: str = "next-fold"
     k: int | str = 5
     split_seed: int = 0
     splits: str | None = None
@@ -98,6 +103,10 @@ class TrainConfig:
             raise ConfigError(f"lr={self.lr}; must be > 0")
         if self.fold < 0:
             raise ConfigError(f"fold={self.fold}; folds are numbered from 0")
+        try:
+            parse_val(self.val)
+        except ConfsegError as exc:
+            raise ConfigError(str(exc)) from None
         if self.monitor not in MONITORS:
             raise ConfigError(f"monitor={self.monitor!r}; choose one of {sorted(MONITORS)}")
         if self.accelerator not in ACCELERATORS:
@@ -125,6 +134,15 @@ class TrainConfig:
             cached = parse_strategy(self.strategy)
             object.__setattr__(self, "_label_strategy", cached)
         return cached
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether the run holds out validation patients (``val`` is not ``none``)."""
+        return parse_val(self.val)[0] != "none"
+
+    def partition(self, splits: Splits) -> tuple[list[str], list[str], list[str]]:
+        """The run's ``(train, val, test)`` patients: its fold and validation mode."""
+        return splits.partition(self.fold, val=self.val, seed=self.split_seed)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed."""

@@ -17,6 +17,9 @@ A run folder (written by training, evaluation and the report; read by everything
       examples/                  a few test images: label and prediction overlays
       report.html                one self-contained page
       eval-<split>-<dataset>/    evaluations of other splits or datasets (same file names)
+      eval-ensemble-<n>runs[-tta-<tta>]-<split>-<dataset>/, eval-tta-<tta>-<split>-<dataset>/
+                                 evaluations of an ensemble led by this run, or of this run
+                                 with test-time augmentation (with their own calibration.json)
 
 Statuses: ``running`` while fitting, ``trained`` once fitting ended, ``finished`` once the
 run was evaluated, ``interrupted`` after Ctrl-C, ``failed`` (with ``error``) when fitting
@@ -105,6 +108,35 @@ class EvalFolder:
         atomic_write_text(self.summary_path, json.dumps(summary, indent=1, default=float) + "\n")
         return self.summary_path
 
+    @property
+    def calibration_path(self) -> Path:
+        """``calibration.json``: the temperature fitted on the validation split.
+
+        A run folder's holds its own model's temperature; an ensemble (or test-time
+        augmentation) evaluation folder holds the temperature of that combined output.
+        """
+        return self.root / "calibration.json"
+
+    def temperature(self) -> float | None:
+        """The fitted temperature from ``calibration.json``, or None."""
+        if not self.calibration_path.is_file():
+            return None
+        try:
+            return float(json.loads(self.calibration_path.read_text())["temperature"])
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+            raise RunError(f"{self.calibration_path}: unreadable; run "
+                           f"`confseg evaluate {self._evaluate_args()} --calibrate` again"
+                           ) from None
+
+    def _evaluate_args(self) -> str:
+        """How ``confseg evaluate`` is called to rewrite this folder (for messages)."""
+        return "RUN --ensemble RUN2 ... [--tta flip] --out " + str(self.root)
+
+    def write_temperature(self, temperature: float, **info: Any) -> None:
+        """Write ``calibration.json``."""
+        atomic_write_text(self.calibration_path, json.dumps(
+            {"temperature": float(temperature), **info}, indent=1) + "\n")
+
 
 class RunFolder(EvalFolder):
     """A training run's folder: paths, status, config, splits, summary, items of a split.
@@ -154,11 +186,6 @@ class RunFolder(EvalFolder):
         return self.root / "progress.png"
 
     @property
-    def calibration_path(self) -> Path:
-        """``calibration.json``: the temperature fitted on the validation split."""
-        return self.root / "calibration.json"
-
-    @property
     def report_path(self) -> Path:
         """``report.html``."""
         return self.root / "report.html"
@@ -166,6 +193,20 @@ class RunFolder(EvalFolder):
     def eval_folder(self, split: str, dataset_name: str) -> EvalFolder:
         """Where an evaluation of another split or dataset writes (``eval-<split>-<name>/``)."""
         return EvalFolder(self.root / f"eval-{split}-{dataset_name}")
+
+    def ensemble_folder(self, n_runs: int, split: str, dataset_name: str, *,
+                        tta: str | None = None) -> EvalFolder:
+        """Default folder of an evaluation of an ensemble led by this run (or of its TTA).
+
+        ``eval-ensemble-<n>runs[-tta-<tta>]-<split>-<name>/`` for ``n_runs`` > 1, else
+        ``eval-tta-<tta>-<split>-<name>/``: never the run folder itself, so the run's own
+        summary and calibration stay those of its single model.
+        """
+        if n_runs < 1 or (n_runs == 1 and not tta):
+            raise ValueError("an ensemble folder needs more than one run or a tta")
+        parts = ["eval"] + ([f"ensemble-{n_runs}runs"] if n_runs > 1 else [])
+        parts += [f"tta-{tta}"] if tta else []
+        return EvalFolder(self.root / "-".join([*parts, split, dataset_name]))
 
     # ----- state ----------------------------------------------------------------------------
     def is_run(self) -> bool:
@@ -218,20 +259,8 @@ class RunFolder(EvalFolder):
         status.update(fields)
         atomic_write_text(self.status_path, json.dumps(status, indent=1, default=str) + "\n")
 
-    def temperature(self) -> float | None:
-        """The fitted temperature from ``calibration.json``, or None."""
-        if not self.calibration_path.is_file():
-            return None
-        try:
-            return float(json.loads(self.calibration_path.read_text())["temperature"])
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError):
-            raise RunError(f"{self.calibration_path}: unreadable; run "
-                           f"`confseg evaluate {self.root} --calibrate` again") from None
-
-    def write_temperature(self, temperature: float, **info: Any) -> None:
-        """Write ``calibration.json``."""
-        atomic_write_text(self.calibration_path, json.dumps(
-            {"temperature": float(temperature), **info}, indent=1) + "\n")
+    def _evaluate_args(self) -> str:
+        return str(self.root)
 
     def looks_like_run(self) -> bool:
         """Whether an existing folder is recognisably a run folder (config.yaml or run.json)."""
@@ -283,9 +312,14 @@ class RunFolder(EvalFolder):
         if not self.is_training_data(ds):
             raise EvaluationError(f"{ds.root} is not the run's training data; only --split all "
                                   "makes sense on other data")
-        train_p, val_p, test_p = self.splits().partition(self.config.fold)
+        train_p, val_p, test_p = self.config.partition(self.splits())
         pats = set({"train": train_p, "val": val_p, "test": test_p}[split])
         return [it for it in ds.image_items() if it.patient in pats]
+
+    def partition(self) -> dict[str, set[str]]:
+        """The patients of the run's ``train``, ``val`` and ``test`` splits (as :meth:`items`)."""
+        train_p, val_p, test_p = self.config.partition(self.splits())
+        return {"train": set(train_p), "val": set(val_p), "test": set(test_p)}
 
     def is_training_data(self, ds: Dataset) -> bool:
         """Whether ``ds`` is the dataset this run was trained on."""

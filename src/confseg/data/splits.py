@@ -66,24 +66,37 @@ class Splits:
         if not 0 <= fold < self.k:
             raise SplitError(f"fold {fold} does not exist; this split has folds 0..{self.k - 1}")
 
-    def partition(self, fold: int, *, validation: bool = True
+    def partition(self, fold: int, *, val: str = "next-fold", seed: int = 0
                   ) -> tuple[list[str], list[str], list[str]]:
-        """Patients for ``(train, val, test)`` of one fold.
+        """Patients for ``(train, val, test)`` of one fold; the test fold is never touched.
 
         Args:
             fold: Test fold index.
-            validation: Hold out the next fold for validation (else ``val`` is empty).
+            val: How validation patients are chosen (see :func:`parse_val`): ``next-fold``
+                (the next fold: trains on (k-2)/k of the patients), ``inner:F`` (a fraction F
+                of the non-test patients, drawn with ``seed``: trains on about (1-F)(k-1)/k),
+                ``none`` (no validation: trains on every non-test patient).
+            seed: Seed of the ``inner:F`` draw (the run's split seed and fold are mixed in).
         """
         self._check_fold(fold)
+        mode, frac = parse_val(val)
         test = list(self.folds[fold])
-        val: list[str] = []
-        if validation:
+        rest = [p for p in self.patients() if p not in set(test)]
+        chosen: list[str] = []
+        if mode == "next-fold":
             if self.k < 3:
-                raise SplitError(f"{self.k} folds leave no fold for validation; use k >= 3")
-            val = list(self.folds[(fold + 1) % self.k])
-        used = set(test) | set(val)
-        train = [p for p in self.patients() if p not in used]
-        return train, val, test
+                raise SplitError(f"{self.k} folds leave no fold for validation; use k >= 3, or "
+                                 "--val inner:0.2 / --val none")
+            chosen = list(self.folds[(fold + 1) % self.k])
+        elif mode == "inner":
+            n = max(1, round(frac * len(rest)))
+            if n >= len(rest):
+                raise SplitError(f"--val {val}: {len(rest)} non-test patient(s) leave none to "
+                                 "train on; use a smaller fraction or --val none")
+            order = np.random.default_rng([seed, fold, 7919]).permutation(sorted(rest))
+            chosen = sorted(str(p) for p in order[:n])
+        train = [p for p in rest if p not in set(chosen)]
+        return train, chosen, test
 
     def to_json(self) -> dict:
         """The splits.json object."""
@@ -177,3 +190,23 @@ def read_splits(path: str | os.PathLike[str]) -> Splits:
         return Splits(folds=tuple(tuple(str(x) for x in f) for f in folds), seed=seed)
     except SplitError as exc:
         raise SplitError(f"{p}: {exc}") from None
+
+
+def parse_val(text: str) -> tuple[str, float]:
+    """Parse a validation mode: ``next-fold``, ``inner:F`` (0 < F < 1) or ``none``.
+
+    Raises:
+        SplitError: naming the value and the valid forms.
+    """
+    s = str(text).strip().lower()
+    if s in ("next-fold", "none"):
+        return s, 0.0
+    if s.startswith("inner:"):
+        try:
+            frac = float(s.split(":", 1)[1])
+        except ValueError:
+            frac = -1.0
+        if 0.0 < frac < 1.0:
+            return "inner", frac
+    raise SplitError(f"validation mode {text!r}; use next-fold, inner:F with 0 < F < 1 "
+                     "(e.g. inner:0.2), or none")

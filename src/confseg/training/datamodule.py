@@ -55,14 +55,14 @@ class SegmentationDataModule(pl.LightningDataModule):
             raise ConfsegError(f"{cfg.data}: no image items to train on (video-only dataset?)")
         strategy = cfg.label_strategy
         self.splits = self._splits or resolve_splits(cfg, self.ds)
-        train_p, val_p, test_p = self.splits.partition(cfg.fold)
+        train_p, val_p, test_p = cfg.partition(self.splits)
         by_patient = {p: [it for it in self.ds.image_items() if it.patient == p]
                       for p in self.ds.patients()}
         self.items = {name: [it for p in pats for it in by_patient.get(p, [])]
                       for name, pats in (("train", train_p), ("val", val_p), ("test", test_p))}
         self.patients = {"train": train_p, "val": val_p, "test": test_p}
         for name, its in self.items.items():
-            if not its:
+            if not its and not (name == "val" and not cfg.has_validation):
                 raise SplitError(f"fold {cfg.fold}: the {name} split has no image items; "
                                  "use fewer folds or more patients")
         # strategy.needs_raters and named raters, checked before any sample is built

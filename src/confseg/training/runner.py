@@ -40,10 +40,31 @@ def is_rank_zero() -> bool:
     return int(getattr(rank_zero_only, "rank", 0) or 0) == 0
 
 
-def _precision(cfg: TrainConfig) -> str:
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bfloat16 matrix maths natively (AVX-512 BF16 or AMX)."""
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        try:
+            if getattr(torch.cpu, probe)():
+                return True
+        except (AttributeError, RuntimeError):  # pragma: no cover - older torch
+            continue
+    return False
+
+
+def resolve_precision(cfg: TrainConfig) -> str:
+    """Lightning precision for ``cfg.precision``; ``auto`` picks per device.
+
+    ``auto``: 16-bit mixed on a GPU, bf16 mixed on a CPU with native bfloat16 (AVX-512 BF16 or
+    AMX; about 2x the images/s of fp32 there), else fp32.
+    """
     if cfg.precision != "auto":
         return cfg.precision
-    return "16-mixed" if torch.cuda.is_available() and cfg.accelerator != "cpu" else "32-true"
+    if torch.cuda.is_available() and cfg.accelerator != "cpu":
+        return "16-mixed"
+    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+
+
+_precision = resolve_precision  # the name the throughput benchmark uses
 
 
 def _quiet_lightning() -> None:
@@ -66,12 +87,15 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, *, quiet: bool = False,
         callbacks: Extra callbacks (tests and benchmarks hook in here).
     """
     mode = MONITORS[cfg.monitor]
+    # Without validation patients (--val none), "best" is the last epoch: no monitor, no
+    # early stopping.
+    monitor = cfg.monitor if cfg.has_validation else None
     cbs: list[pl.Callback] = [
-        ModelCheckpoint(dirpath=run.checkpoints_dir, filename="best", monitor=cfg.monitor,
+        ModelCheckpoint(dirpath=run.checkpoints_dir, filename="best", monitor=monitor,
                         mode=mode, save_top_k=1, save_last=True, enable_version_counter=False,
                         auto_insert_metric_name=False),
     ]
-    if cfg.patience > 0:
+    if cfg.patience > 0 and monitor is not None:
         cbs.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience))
     cbs.extend(callbacks)
     devices = cfg.devices
@@ -88,7 +112,8 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, *, quiet: bool = False,
         accelerator=cfg.accelerator,
         devices=devices,
         strategy=strategy,
-        precision=_precision(cfg),
+        precision=resolve_precision(cfg),
+        limit_val_batches=None if cfg.has_validation else 0,
         deterministic=True,
         logger=CSVLogger(save_dir=run.root, name="", version=""),
         callbacks=cbs,
@@ -136,6 +161,7 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
                           confseg=confseg.__version__, torch=torch.__version__,
                           lightning=pl.__version__, python=platform.python_version(),
                           machine=platform.machine(),
+                          validation=cfg.val, precision=resolve_precision(cfg),
                           patients={k: list(v) for k, v in dm.patients.items()},
                           items={k: len(v) for k, v in dm.items.items()})
     _fit(cfg, run, dm, module, trainer, ckpt=None)
