@@ -10,7 +10,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "train_throughput.py"
 
 
-@pytest.mark.timeout(40)
 def test_train_throughput_quick_prints_positive_figures():
     # One thread and passive OpenMP waiting: on a busy 2-core machine spinning threads make a
     # step 10x slower; the smoke test checks the script, not the machine.
@@ -40,3 +39,25 @@ def test_train_throughput_quick_prints_positive_figures():
     assert out["loader"]["dataset"]["items"] == 16
     assert out["loader_over_model"] == pytest.approx(
         out["loader_images_per_s"] / out["confseg_images_per_s"], rel=0.01)
+
+
+def test_vs_monai_smoke_prints_side_by_side_json(tmp_path):
+    from conftest import write_tiny_dataset
+
+    data = write_tiny_dataset(tmp_path / "ds", patients=6, per_patient=1, size=(32, 32),
+                              classes=("brain",))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "vs_monai.py"), "--data", str(data),
+         "--work", str(tmp_path / "w"), "--k", "3", "--folds", "0", "--plain-epochs", "1",
+         "--epochs", "1", "--model", "fpn-resnet18", "--size", "32", "--batch-size", "2",
+         "--n-boot", "50", "--precision", "32-true"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    for side in ("plain", "confseg"):
+        m = out[side]["metrics"]["brain"]
+        assert set(m) >= {"qubiq", "ece", "dice@0.5"} and 0 <= m["qubiq"]["mean"] <= 1
+    d = out["paired_confseg_minus_plain"]["qubiq"]
+    assert d["n_patients"] == 2 and d["lo"] <= d["mean"] <= d["hi"]
+    assert out["train_seconds"]["plain"] > 0 and out["folds"][0]["test_patients"]

@@ -140,3 +140,21 @@ def test_speed_300_rows_20_metrics():
     elapsed = time.perf_counter() - t0
     assert out["x"]["m0"]["n_patients"] == 60
     assert elapsed < 2.0  # typically ~0.05 s; generous for a loaded CI machine
+
+
+def test_paired_difference_known_answer():
+    import math
+
+    from confseg.metrics.paired import paired_difference, per_patient_means
+
+    a = {"p1": 0.9, "p2": 0.8, "p3": 0.7, "p4": 0.6}
+    b = {"p1": 0.8, "p2": 0.7, "p3": 0.6, "p4": 0.5, "p5": 0.1}  # p5 unpaired: left out
+    d = paired_difference(a, b, n_boot=200)
+    assert d["mean"] == pytest.approx(0.1) and d["n_patients"] == 4
+    assert d["lo"] == pytest.approx(0.1) and d["hi"] == pytest.approx(0.1)
+    assert d["wilcoxon_p"] == pytest.approx(0.125)  # all four differences positive, exact test
+    assert math.isnan(paired_difference(a, a)["wilcoxon_p"])
+    rows = [{"patient": "p1", "class": "c", "x": 1.0}, {"patient": "p1", "class": "c", "x": 3.0},
+            {"patient": "p2", "class": "c", "x": float("nan")}, {"patient": "p2", "class": "d",
+                                                                   "x": 5.0}]
+    assert per_patient_means(rows, "x", cls="c") == {"p1": 2.0}

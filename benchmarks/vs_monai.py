@@ -1,0 +1,219 @@
+"""confseg's recommended recipe against a plain MONAI script, same folds, same machine, one run.
+
+The plain recipe is what a MONAI user writes in 60 lines (written out in full in
+:func:`train_plain_monai`): BasicUNet, the rater fraction as a soft target,
+``DiceLoss(sigmoid=True, soft_label=True)`` + BCE, Adam 1e-3, random flips, a fixed number of
+epochs, trained on every non-test patient, the last epoch kept. confseg's recipe runs through
+confseg's own API (``confseg.training.train`` + ``confseg.evaluation.evaluate_run``). Both
+are scored by the same kernels (``confseg.metrics``) against the same reference (the rater
+fraction of the imported dataset), on the same patient-level test folds; intervals bootstrap
+patients; differences are paired.
+
+    OMP_NUM_THREADS=1 python benchmarks/vs_monai.py --data ../shared/data/qubiq-brain-growth \
+        --work /tmp/vsmonai > vs_monai.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import inspect
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from confseg.config import TrainConfig
+from confseg.data import load_dataset
+from confseg.data.splits import make_splits, write_splits
+from confseg.evaluation import evaluate_run
+from confseg.importers import run_import
+from confseg.metrics.bootstrap import summarize_with_ci
+from confseg.metrics.paired import paired_difference, per_patient_means
+from confseg.metrics.segmentation import image_stats, public_row
+from confseg.runs import RunFolder
+from confseg.training import train
+
+METRICS = ("qubiq", "ece", "dice@0.5", "soft_dice", "brier")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ----- the plain MONAI recipe, as a MONAI user writes it -------------------------------------
+def train_plain_monai(images: np.ndarray, targets: np.ndarray, *, epochs: int, batch_size: int,
+                      seed: int) -> torch.nn.Module:
+    """BasicUNet + soft Dice + BCE, Adam 1e-3, random flips; returns the last-epoch model.
+
+    Args:
+        images: ``(N, 1, H, W)`` float32 in [0, 1].
+        targets: ``(N, 1, H, W)`` rater fraction in [0, 1].
+        epochs: Epochs.
+        batch_size: Batch size.
+        seed: Seed for weights, shuffling and flips.
+    """
+    from monai.data import DataLoader, Dataset
+    from monai.losses import DiceLoss
+    from monai.networks.nets import BasicUNet
+    from monai.transforms import Compose, RandFlipd
+    from monai.utils import set_determinism
+
+    set_determinism(seed=seed)
+    data = [{"image": im, "label": t} for im, t in zip(images, targets, strict=True)]
+    aug = Compose([RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=0),
+                   RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=1)])
+    loader = DataLoader(Dataset(data, transform=aug), batch_size=batch_size, shuffle=True)
+    net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=1)
+    dice = DiceLoss(sigmoid=True, soft_label=True)
+    bce = torch.nn.BCEWithLogitsLoss()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+    for _ in range(epochs):
+        for batch in loader:
+            x, y = torch.as_tensor(batch["image"]), torch.as_tensor(batch["label"])
+            opt.zero_grad()
+            z = net(x)
+            loss = dice(z, y) + bce(z, y)
+            loss.backward()
+            opt.step()
+    set_determinism(seed=None)
+    return net.eval()
+
+
+@torch.inference_mode()
+def predict_plain(net: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    """Sigmoid probabilities ``(N, 1, H, W)``."""
+    return torch.sigmoid(net(torch.from_numpy(images))).numpy()
+
+
+# ----- shared scaffolding ---------------------------------------------------------------------
+def _rows_from_csv(path: Path) -> list[dict[str, Any]]:
+    out = []
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            row: dict[str, Any] = {}
+            for k, v in r.items():
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = v
+            out.append(row)
+    return out
+
+
+def _arrays(ds, items) -> tuple[np.ndarray, np.ndarray]:
+    ims = np.stack([ds.read_image(it).astype(np.float32)[None] / 255.0 for it in items])
+    conf = np.stack([ds.read_confidence_stack(it) for it in items]).astype(np.float32)
+    return ims, conf
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="raw QUBIQ brain-growth folder, "
+                    "or a native confseg dataset (dataset.json)")
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--folds", type=int, nargs="*", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--plain-epochs", type=int, default=100)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--model", default="basicunet", help="confseg recipe: model")
+    ap.add_argument("--strategy", default="soft", help="confseg recipe: label strategy")
+    ap.add_argument("--epochs", type=int, default=100, help="confseg recipe: epochs")
+    ap.add_argument("--val", default="none", help="confseg recipe: validation mode")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--augment", type=float, default=1.0)
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--tta", default="flip", help="confseg recipe: test-time augmentation")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--n-boot", type=int, default=1000)
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    native = args.data if (args.data / "dataset.json").is_file() else work / "native"
+    if native != args.data and not (native / "dataset.json").is_file():
+        run_import("multirater", args.data, native, class_name="brain")
+    ds = load_dataset(native)
+    splits = make_splits(ds, k=args.k, seed=args.seed)
+    write_splits(work / "splits.json", splits)
+    classes = list(ds.classes)
+    plain_rows: list[dict] = []
+    conf_rows: list[dict] = []
+    folds_out = []
+    for f in args.folds if args.folds is not None else range(splits.k):
+        train_p, _, test_p = splits.partition(f, val="none")
+        tr = [it for it in ds.image_items() if it.patient in set(train_p)]
+        te = [it for it in ds.image_items() if it.patient in set(test_p)]
+        # plain MONAI
+        log(f"fold {f}: plain MONAI, {len(tr)} training images, {args.plain_epochs} epochs")
+        x_tr, c_tr = _arrays(ds, tr)
+        t0 = time.perf_counter()
+        net = train_plain_monai(x_tr, c_tr, epochs=args.plain_epochs,
+                                batch_size=args.batch_size, seed=args.seed)
+        plain_s = time.perf_counter() - t0
+        x_te, c_te = _arrays(ds, te)
+        prob = predict_plain(net, x_te)
+        for it, p, c in zip(te, prob, c_te, strict=True):
+            for r in image_stats(p, c, classes=classes):
+                r.update(id=it.id, patient=it.patient)
+                plain_rows.append(r)
+        # confseg
+        log(f"fold {f}: confseg {args.model} {args.strategy} val={args.val}, {args.epochs} "
+            "epochs")
+        cfg = TrainConfig(data=str(native), out=str(work / f"confseg-f{f}"),
+                          splits=str(work / "splits.json"), model=args.model,
+                          strategy=args.strategy, fold=f, val=args.val, epochs=args.epochs,
+                          size=args.size, batch_size=args.batch_size, lr=args.lr,
+                          augment=args.augment, precision=args.precision, seed=args.seed,
+                          patience=0)
+        t0 = time.perf_counter()
+        run = RunFolder(train(cfg, overwrite=True, quiet=True))
+        conf_s = time.perf_counter() - t0
+        kw: dict[str, Any] = {"quiet": True, "n_boot": 10, "examples": 0}
+        if args.tta != "none" and "tta" in inspect.signature(evaluate_run).parameters:
+            kw["tta"] = args.tta
+        summary = evaluate_run(run, **kw)
+        rows = _rows_from_csv(Path(summary["out"]) / "per_case.csv")
+        conf_rows += [r for r in rows]
+        folds_out.append({"fold": f, "test_patients": list(test_p), "train_images": len(tr),
+                          "plain_train_s": round(plain_s, 1), "confseg_train_s": round(conf_s, 1),
+                          "confseg_precision": run.read_status().get("precision"),
+                          "tta": kw.get("tta", "none")})
+        log(f"fold {f}: plain {plain_s:.0f} s, confseg {conf_s:.0f} s")
+    plain_rows = [public_row(r) for r in plain_rows]
+    result: dict[str, Any] = {
+        "benchmark": "vs_monai", "data": str(args.data), "k": args.k, "seed": args.seed,
+        "torch_threads": torch.get_num_threads(),
+        "plain": {"recipe": f"BasicUNet, soft target, DiceLoss(soft_label)+BCE, Adam 1e-3, "
+                            f"flips, {args.plain_epochs} epochs, all non-test patients",
+                  "metrics": summarize_with_ci(plain_rows, METRICS, classes, n_boot=args.n_boot)},
+        "confseg": {"recipe": {k: getattr(args, k) for k in ("model", "strategy", "epochs",
+                                                            "val", "lr", "augment", "precision",
+                                                            "tta", "size", "batch_size")},
+                    "metrics": summarize_with_ci(conf_rows, METRICS, classes,
+                                                 n_boot=args.n_boot)},
+        "paired_confseg_minus_plain": {
+            m: paired_difference(per_patient_means(conf_rows, m, cls=classes[0]),
+                                 per_patient_means(plain_rows, m, cls=classes[0]),
+                                 n_boot=args.n_boot)
+            for m in METRICS},
+        "folds": folds_out,
+        "train_seconds": {"plain": round(sum(f["plain_train_s"] for f in folds_out), 1),
+                          "confseg": round(sum(f["confseg_train_s"] for f in folds_out), 1)},
+    }
+    ts = result["train_seconds"]
+    result["train_time_ratio_confseg_vs_plain"] = round(ts["confseg"] / max(ts["plain"], 1e-9), 3)
+    result["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    print(json.dumps(result, indent=1, default=float))
+    return result
+
+
+if __name__ == "__main__":
+    main()
