@@ -161,6 +161,23 @@ def _predict_second_bad(c: Case) -> list[str]:
     return ["predict", str(c.run()), str(good), str(bad), "--out", str(c.root / "p"), "--quiet"]
 
 
+def _member(c: Case, name: str, *, classes: tuple[str, ...] | None = None,
+            fold: int | None = None) -> Path:
+    """A copy of the run as another ensemble member (other classes, or another test fold)."""
+    dst = c.root / name
+    shutil.copytree(c.run(), dst)
+    cfg = TrainConfig.load(dst / "config.yaml")
+    cfg.replace(out=str(dst), **({} if fold is None else {"fold": fold})).save(dst / "config.yaml")
+    if classes is not None:
+        from confseg.models.spec import SPEC_KEY
+
+        for ckpt in (dst / "checkpoints").glob("*.ckpt"):
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            state[SPEC_KEY] = {**state[SPEC_KEY], "class_names": list(classes)}
+            torch.save(state, ckpt)
+    return dst
+
+
 def _other_ds(c: Case, classes=("a", "b")) -> Path:
     return write_tiny_dataset(c.root / "other", patients=4, per_patient=1, classes=classes)
 
@@ -289,7 +306,21 @@ CASES: list[tuple[str, Callable[[Case], list[str]], str]] = [
     ("eval-other-classes", lambda c: ["evaluate", str(c.run()), "--data",
                                       str(_other_ds(c, ("x", "y"))), "--split", "all", "--quiet"],
      r"differ from the run's"),
+    ("eval-tta-vertical", lambda c: ["evaluate", str(c.run()), "--tta", "vertical"],
+     r"--tta 'vertical': only 'flip' .*never flipped vertically"),
+    ("eval-ensemble-not-run", lambda c: ["evaluate", str(c.run()), "--ensemble", str(c.ds()),
+                                         "--quiet"], r"ds: no config\.yaml; not a confseg run"),
+    ("eval-ensemble-other-fold", lambda c: ["evaluate", str(c.run()), "--ensemble",
+                                            str(_member(c, "run2", fold=1)), "--quiet"],
+     r"run2: other splits or fold than .*run; .*else use --split all"),
     # predict
+    ("predict-ensemble-classes", lambda c: [
+        "predict", str(c.run()), str(c.ds() / "images/p0_0.png"), "--out", str(c.root / "p"),
+        "--ensemble", str(_member(c, "run2", classes=("x", "y"))), "--quiet"],
+     r"run2: predicts classes \['x', 'y'\], not \['a', 'b'\]"),
+    ("predict-tta-vertical", lambda c: ["predict", str(c.run()), str(c.ds() / "images/p0_0.png"),
+                                        "--out", str(c.root / "p"), "--tta", "vflip"],
+     r"--tta 'vflip': only 'flip'"),
     ("predict-missing", lambda c: ["predict", str(c.run()), str(c.root / "no.png"), "--out",
                                    str(c.root / "p")], r"no\.png: file not found"),
     ("predict-second-bad", _predict_second_bad, r"bad\.png: cannot decode image"),

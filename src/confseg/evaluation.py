@@ -1,7 +1,11 @@
 """Evaluate a run folder: per-case metrics, patient-bootstrap intervals, reliability diagrams.
 
 Writes into the run folder for its own test split, else into ``run/eval-<split>-<dataset>/``
-(or ``out``); :mod:`confseg.runs` names the files:
+(or ``out``). An ensemble (``ensemble=[run2, ...]``) or test-time augmentation (``tta="flip"``)
+writes into its own folder, ``run/eval-ensemble-<n>runs[-tta-<tta>]-<split>-<dataset>/`` or
+``run/eval-tta-<tta>-<split>-<dataset>/`` (or ``out``), never into a member's files; its
+temperature (``calibrate``) is fitted on the combined validation output and goes to that
+folder's ``calibration.json``. :mod:`confseg.runs` names the files:
 
 - ``summary.json``: per class and metric ``{"mean", "lo", "hi", "n_patients", "n"}`` (95 %
   intervals from resampling patients), plus headline figures and, with ``calibrate``, the
@@ -26,7 +30,7 @@ import torch
 
 from confseg.data import Dataset, Item, load_dataset
 from confseg.errors import EvaluationError
-from confseg.inference import Predictor
+from confseg.inference import Ensemble, Predictor, ProbabilityModel, check_tta
 from confseg.io.atomic import atomic_write_text
 from confseg.io.images import write_png
 from confseg.metrics.bootstrap import summarize_with_ci
@@ -96,7 +100,7 @@ def _stats_rows(ds: Dataset, items: Sequence[Item], logits: Sequence[torch.Tenso
     return rows
 
 
-def _predict(predictor: Predictor, ds: Dataset, items: Sequence[Item],
+def _predict(predictor: ProbabilityModel, ds: Dataset, items: Sequence[Item],
              progress: Callable[[int, int], None] | None, batch_size: int = 8
              ) -> list[torch.Tensor]:
     out: list[torch.Tensor] = []
@@ -134,11 +138,54 @@ def _write_examples(folder: EvalFolder, ds: Dataset, items: Sequence[Item],
     return ids
 
 
+def _members_share_split(members: Sequence[RunFolder], ds: Dataset, split: str,
+                         calibrate: bool) -> None:
+    """Refuse members whose test/val/train split differs from the first member's.
+
+    Every member must be trained on ``ds`` with the first one's splits and fold, unless the
+    evaluation is of ``--split all`` without ``--calibrate`` (which needs the validation split).
+    """
+    if split == "all" and not calibrate:
+        return
+    first = members[0]
+    want = first.partition()
+    for m in members[1:]:
+        what = "--calibrate" if split == "all" else f"--split {split}"
+        if not m.is_training_data(ds):
+            raise EvaluationError(f"{m.root}: not trained on {ds.root}; an ensemble's {what} "
+                                  "needs every member trained on it (else use --split all)")
+        if m.partition() != want:
+            raise EvaluationError(f"{m.root}: other splits or fold than {first.root}; an "
+                                  f"ensemble's {what} needs members that share splits.json "
+                                  "and fold (e.g. different seeds); else use --split all")
+
+
+def _ensemble_fields(members: Sequence[RunFolder], checkpoint: str, tta: str | None
+                     ) -> dict[str, Any]:
+    """What summary.json records about an ensemble (or TTA) evaluation."""
+    cfgs = [m.config for m in members]
+
+    def joined(values: Sequence[Any]) -> Any:
+        return values[0] if len(set(values)) == 1 else "+".join(map(str, values))
+
+    return {
+        "model": joined([c.model for c in cfgs]), "strategy": joined([c.strategy for c in cfgs]),
+        "fold": cfgs[0].fold if len({c.fold for c in cfgs}) == 1 else None,
+        "ensemble": len(members), "runs": [str(m.root) for m in members],
+        "checkpoint": checkpoint, "tta": tta,
+        "members": [{"run": str(m.root), "model": c.model, "strategy": c.strategy,
+                     "fold": c.fold, "seed": c.seed} for m, c in zip(members, cfgs, strict=True)],
+        "averaging": "mean of member probabilities (sigmoid of each member's logits)"
+                     + (" over the image and its left-right flip" if tta == "flip" else ""),
+    }
+
+
 def evaluate_run(run: str | Path | RunFolder, *, data: str | Path | Dataset | None = None,
                  split: str = "test", calibrate: bool = False, checkpoint: str = "best",
                  out: str | Path | None = None, n_boot: int = 1000, examples: int = 3,
-                 quiet: bool = False) -> dict[str, Any]:
-    """Evaluate a trained run and write its summary files.
+                 quiet: bool = False, ensemble: Sequence[str | Path | RunFolder] = (),
+                 tta: str | None = None) -> dict[str, Any]:
+    """Evaluate a trained run (or an ensemble led by it) and write its summary files.
 
     Args:
         run: Run folder.
@@ -147,31 +194,51 @@ def evaluate_run(run: str | Path | RunFolder, *, data: str | Path | Dataset | No
         calibrate: Fit a temperature on the validation split and report before/after.
         checkpoint: ``best`` or ``last``.
         out: Output folder (default: the run folder for its own test split, else
-            ``run/eval-<split>-<dataset name>``).
+            ``run/eval-<split>-<dataset name>``; an ensemble or TTA evaluation defaults to
+            :meth:`~confseg.runs.RunFolder.ensemble_folder`).
         n_boot: Bootstrap replicates.
         examples: Number of images drawn as overlays into ``examples/``.
         quiet: No progress bar.
+        ensemble: More run folders whose probabilities are averaged with ``run``'s. For
+            ``test``, ``val``, ``train`` (and ``calibrate``) every member must share the
+            run's training data, splits and fold; other ensembles only ``split="all"``.
+        tta: ``"flip"``: also average each image's left-right mirror.
 
     Returns:
         The summary dict (also written to ``summary.json``); ``summary["out"]`` is the folder
         it was written to.
     """
+    tta = check_tta(tta)  # options first, before any work
     folder = (run if isinstance(run, RunFolder) else RunFolder(run)).require()
+    members = [folder, *((m if isinstance(m, RunFolder) else RunFolder(m)).require()
+                         for m in ensemble)]
+    combined = len(members) > 1 or tta is not None
     cfg = folder.config
     ds = data if isinstance(data, Dataset) else load_dataset(data or cfg.data)
     same = folder.is_training_data(ds)
-    if calibrate and not same:  # options first, before any work
+    if calibrate and not same:
         raise EvaluationError("--calibrate fits on the run's validation split; evaluate on "
                               "the training dataset")
+    if calibrate and not cfg.has_validation:
+        raise EvaluationError(f"{folder.root}: trained with --val none, so it has no "
+                              "validation patients to fit a temperature on; retrain with "
+                              "--val inner:0.2 to calibrate")
     items = folder.items(ds, split)
     if not items:
         raise EvaluationError(f"{folder.root}: the {split} split has no image items")
-    predictor = Predictor.from_run(folder, checkpoint=checkpoint, calibrated=False)
+    predictor: ProbabilityModel
+    if combined:
+        _members_share_split(members, ds, split, calibrate)
+        predictor = Ensemble.from_runs(members, checkpoint=checkpoint, tta=tta)
+    else:
+        predictor = Predictor.from_run(folder, checkpoint=checkpoint, calibrated=False)
     if list(predictor.classes) != list(ds.classes):
         raise EvaluationError(f"{ds.root}: classes {list(ds.classes)} differ from the run's "
                               f"{predictor.classes}; evaluate on data with the same classes")
     if out is not None:
         dest = EvalFolder(out)
+    elif combined:
+        dest = folder.ensemble_folder(len(members), split, ds.name, tta=tta)
     elif same and split == "test":
         dest = folder
     else:
@@ -187,8 +254,14 @@ def evaluate_run(run: str | Path | RunFolder, *, data: str | Path | Dataset | No
         temperature = fit_temperature(
             val_logits, [ds.read_confidence_stack(it) for it in val_items],
             [None if (m := ds.read_ignore(it)) is None else ~m for it in val_items])
-        folder.write_temperature(temperature, fitted_on="val", objective="soft-target NLL")
+        if not combined:
+            folder.write_temperature(temperature, fitted_on="val", objective="soft-target NLL")
     dest.root.mkdir(parents=True, exist_ok=True)  # created only once the predictions exist
+    if calibrate and combined:  # the ensemble's own temperature: never into a member's folder
+        dest.write_temperature(temperature, fitted_on="val", objective="soft-target NLL",
+                               applies_to="logit of the averaged probability",
+                               ensemble=len(members), runs=[str(m.root) for m in members],
+                               checkpoint=checkpoint, tta=tta)
     temps = (1.0, temperature) if calibrate else (1.0,)
     rows, *calibrated_rows = _stats_rows(ds, items, logits, temps)
     truth = any(it.truth for it in items)
@@ -215,6 +288,8 @@ def evaluate_run(run: str | Path | RunFolder, *, data: str | Path | Dataset | No
                      for c in ds.classes},
         "classes": per_class,
     }
+    if combined:
+        summary.update(_ensemble_fields(members, checkpoint, tta))
     if calibration:
         summary["calibration"] = calibration
     atomic_write_text(dest.per_case_path(), _per_case_csv(rows, truth))

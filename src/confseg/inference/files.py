@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -12,18 +13,21 @@ from pathlib import Path
 import numpy as np
 
 from confseg.errors import ConfsegError
-from confseg.inference.predictor import Predictor
+from confseg.inference.ensemble import Ensemble, ProbabilityModel, check_tta, load_predictor
 from confseg.io.atomic import atomic_write_bytes
 from confseg.io.images import image_shape, read_image, write_png
 from confseg.preprocess import to_display
+from confseg.runs import EvalFolder, RunFolder
 from confseg.viz.overlay import overlay_confidence
 
 FORMATS = ("png", "npz")
+log = logging.getLogger(__name__)
 
 
 def predict_files(run: str | Path, images: Sequence[str | Path], out: str | Path, *,
                   level: float = 0.5, fmt: str = "png", checkpoint: str = "best",
-                  calibrated: bool = True,
+                  calibrated: bool = True, ensemble: Sequence[str | Path] = (),
+                  tta: str | None = None, calibration: str | Path | None = None,
                   progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """Predict image files and write the results, per input image ``<stem>``.
 
@@ -32,6 +36,23 @@ def predict_files(run: str | Path, images: Sequence[str | Path], out: str | Path
     - ``<stem>_mask_<class>.png`` (0/255, probability > ``level``);
     - ``<stem>_overlay.png`` (the image with coloured probabilities).
 
+    Args:
+        run: Run folder (the first member of an ensemble).
+        images: Image files.
+        out: Output folder.
+        level: Probability threshold of the masks.
+        fmt: ``png`` or ``npz``.
+        checkpoint: ``best`` or ``last`` (of every run).
+        calibrated: One run without TTA: apply its ``calibration.json`` when present.
+        ensemble: More run folders: average their probabilities with ``run``'s
+            (:class:`~confseg.inference.Ensemble`).
+        tta: ``"flip"``: also average each image's left-right mirror.
+        calibration: A folder holding ``calibration.json`` (or the file): its temperature
+            applies to the output. For an ensemble or TTA, give the folder that
+            ``confseg evaluate RUN --ensemble ... --tta ... --calibrate`` wrote; without it
+            their output is uncalibrated.
+        progress: Called with (done, total).
+
     Returns:
         The written paths.
     """
@@ -39,6 +60,9 @@ def predict_files(run: str | Path, images: Sequence[str | Path], out: str | Path
         raise ConfsegError(f"format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if not 0.0 < level < 1.0:
         raise ConfsegError(f"level={level}; give a probability strictly between 0 and 1")
+    tta = check_tta(tta)
+    runs = [run, *ensemble]
+    temperature = None if calibration is None else _calibration_temperature(calibration)
     paths = [Path(p) for p in images]
     stems = [p.name.split(".")[0] for p in paths]
     if len(set(stems)) != len(stems):
@@ -47,7 +71,13 @@ def predict_files(run: str | Path, images: Sequence[str | Path], out: str | Path
                            "or predict them into different folders")
     for path in paths:  # every input checked (header read) before any model work
         image_shape(path)
-    predictor = Predictor.from_run(run, checkpoint=checkpoint, calibrated=calibrated)
+    predictor = load_predictor(runs, checkpoint=checkpoint, tta=tta, calibrated=calibrated,
+                               temperature=temperature)
+    if isinstance(predictor, Ensemble) and temperature is None and calibrated and any(
+            RunFolder(r).calibration_path.is_file() for r in runs):
+        log.warning("the ensemble/TTA output is uncalibrated: a run's calibration.json "
+                    "describes its model alone; pass --calibration with the folder of "
+                    "`confseg evaluate ... --calibrate` for this ensemble")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfsegError(f"{out}: exists and is not a folder; give an output folder")
@@ -66,14 +96,25 @@ def predict_files(run: str | Path, images: Sequence[str | Path], out: str | Path
     return [out / name for name in names]
 
 
-def _predict_into(folder: Path, predictor: Predictor, paths: Sequence[Path],
+def _calibration_temperature(where: str | Path) -> float:
+    """The temperature of ``where`` (a folder holding calibration.json, or the file)."""
+    path = Path(where)
+    folder = EvalFolder(path.parent if path.name == "calibration.json" else path)
+    temperature = folder.temperature()
+    if temperature is None:
+        raise ConfsegError(f"{folder.calibration_path}: not found; fit it with `confseg evaluate "
+                           "RUN [--ensemble RUN2 ...] [--tta flip] --calibrate`")
+    return temperature
+
+
+def _predict_into(folder: Path, predictor: ProbabilityModel, paths: Sequence[Path],
                   stems: Sequence[str], *, level: float, fmt: str,
                   progress: Callable[[int, int], None] | None) -> list[str]:
     """Write every image's outputs into ``folder``; returns the file names."""
     written: list[str] = []
     for n, (path, stem) in enumerate(zip(paths, stems, strict=True)):
         img = read_image(path)
-        prob = predictor.predict(img)
+        prob = predictor.probs_many([img])[0]
         if fmt == "npz":
             buf = io.BytesIO()
             np.savez_compressed(buf, prob=prob.astype(np.float16),

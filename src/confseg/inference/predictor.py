@@ -80,15 +80,18 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run: str | os.PathLike[str] | RunFolder, *, checkpoint: str = "best",
-                 calibrated: bool = True, device: str | torch.device = "cpu") -> Predictor:
+                 calibrated: bool = True, temperature: float | None = None,
+                 device: str | torch.device = "cpu") -> Predictor:
         """Load ``run/checkpoints/<checkpoint>.ckpt`` (``best`` or ``last``).
 
-        With ``calibrated``, the temperature of ``run/calibration.json`` is applied if present.
+        With ``calibrated``, the temperature of ``run/calibration.json`` is applied if present;
+        an explicit ``temperature`` overrides both.
         """
         folder = run if isinstance(run, RunFolder) else RunFolder(run)
         if not folder.root.is_dir():
             raise CheckpointError(f"{folder.root}: run folder not found")
-        temperature = folder.temperature() if calibrated else 1.0
+        if temperature is None:
+            temperature = folder.temperature() if calibrated else 1.0
         return cls.from_checkpoint(folder.checkpoint(checkpoint), temperature=temperature,
                                    device=device)
 
@@ -114,6 +117,11 @@ class Predictor:
         """Probabilities ``(K, H, W)`` float32 at each image's original size."""
         return [torch.sigmoid(z / self.temperature).numpy()
                 for z in self.logits_many(images, batch_size=batch_size)]
+
+    def probs_many(self, images: Sequence[np.ndarray], *, batch_size: int = 8
+                   ) -> list[np.ndarray]:
+        """The same as :meth:`predict_many` (the name an ``Ensemble`` shares)."""
+        return self.predict_many(images, batch_size=batch_size)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Probabilities ``(K, H, W)`` for one image ``(H, W)`` or ``(H, W, C)``."""
