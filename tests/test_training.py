@@ -288,3 +288,36 @@ def test_cli_set_and_threads(data, tmp_path, capsys):
     assert "unknown option 'colour'" in capsys.readouterr().err
     assert main(["train", str(data), "--out", str(tmp_path / "a"), "--threads", "0"]) == 2
     assert "--threads 0" in capsys.readouterr().err
+
+
+def test_preset_auto_plans_from_fingerprint_and_budget(data, tmp_path, capsys):
+    from confseg.cli import main
+    from confseg.training.plan import parse_budget, plan_auto
+
+    assert parse_budget("20m") == 1200 and parse_budget("1.5h") == 5400
+    assert parse_budget("90") == 90 and parse_budget(None) is None
+    with pytest.raises(ConfigError, match="--budget 'soon'"):
+        parse_budget("soon")
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "x"), k=3)
+    plan = plan_auto(cfg, budget="2h")
+    fp = plan["fingerprint"]
+    assert fp["image_items"] == 8 and (fp["median_height"], fp["median_width"]) == (48, 64)
+    o = plan["overrides"]
+    assert o["size"] == 64 and o["model"] == "basicunet" and plan["step_seconds"] > 0
+    # the budget bounds the planned epochs: epochs x estimated epoch time <= 90 % of it
+    assert o["epochs"] * plan["epoch_seconds_estimate"] <= 0.9 * 7200 or o["epochs"] == 300
+    with pytest.raises(ConfigError, match="--budget 1s: an epoch takes about"):
+        plan_auto(cfg, budget="1s")
+    # through the CLI: the plan is recorded in config.yaml
+    rc = main(["train", str(data), "--out", str(tmp_path / "r"), "--preset", "auto",
+               "--budget", "1s", "--k", "3", "--quiet"])
+    assert rc == 2 and "an epoch takes about" in capsys.readouterr().err
+    assert main(["train", str(data), "--out", str(tmp_path / "r"), "--preset", "fast"]) == 2
+    assert "--preset 'fast'; choose one of recommended, fpn-lus, auto" in capsys.readouterr().err
+    rc = main(["train", str(data), "--out", str(tmp_path / "p"), "--preset", "fpn-lus",
+               "--model", "fpn-resnet18", "--epochs", "1", "--size", "64", "--batch-size", "2",
+               "--k", "3", "--quiet"])
+    assert rc == 0
+    saved = TrainConfig.load(tmp_path / "p" / "config.yaml")
+    assert saved.extra == {"preset": "fpn-lus"} and saved.model == "fpn-resnet18"
+    assert saved.patience == 10 and saved.epochs == 1  # preset fills, explicit options win

@@ -246,6 +246,11 @@ def train(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Any config option as KEY=VALUE (repeatable), e.g. --set augment=0.5.")]
     = None,
+    preset: Annotated[str | None, typer.Option(
+        help="A tested recipe (recommended, fpn-lus), or auto: plan model, size, batch and "
+             "epochs from the dataset and this machine.")] = None,
+    budget: Annotated[str | None, typer.Option(
+        help="With --preset auto: wall-time budget for training, e.g. 20m.")] = None,
     threads: Threads = None,
     out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config (options override it).")]
@@ -277,6 +282,10 @@ def train(
         if opts.get(key) is not None:
             raise ConfsegError(f"--set {key}=...: {key} is also given as an option; give it once")
         opts[key] = value
+    if budget is not None and preset != "auto":
+        raise ConfsegError("--budget plans epochs for --preset auto; add --preset auto")
+    if preset is not None:
+        opts = _apply_preset(preset, opts, config=config, budget=budget, quiet=quiet)
     if config is not None:
         cfg = TrainConfig.load(config, **opts)
     else:
@@ -285,6 +294,38 @@ def train(
         cfg = TrainConfig.from_dict({k_: v for k_, v in opts.items() if v is not None},
                                     where="train options")
     _print_run(train_and_evaluate(cfg, overwrite=overwrite, quiet=quiet))
+
+
+def _apply_preset(name: str, opts: dict[str, Any], *, config: Path | None, budget: str | None,
+                  quiet: bool) -> dict[str, Any]:
+    """Fill the options a user did not give from a preset (``auto``: from a plan)."""
+    from confseg.config import PRESETS, TrainConfig
+
+    if name == "auto":
+        from confseg.training.plan import plan_auto
+
+        given = {k: v for k, v in opts.items() if v is not None}
+        base = TrainConfig.load(config, **given) if config else TrainConfig.from_dict(
+            {"data": given.get("data") or "", "out": given.get("out") or "", **given},
+            where="train options")
+        plan = plan_auto(base, budget=budget)
+        if not quiet:
+            fp = plan["fingerprint"]
+            console.print(
+                f"auto plan: {fp['image_items']} images of median "
+                f"{fp['median_height']}x{fp['median_width']} -> "
+                + ", ".join(f"{k}={v}" for k, v in plan["overrides"].items())
+                + f" (a step takes {plan['step_seconds']:.2f} s here, ~"
+                f"{plan['epoch_seconds_estimate']:.0f} s an epoch)", highlight=False)
+        values = plan["overrides"]
+        record = {"preset": "auto", "plan": {k: v for k, v in plan.items() if k != "overrides"}}
+    elif name in PRESETS:
+        values = PRESETS[name]
+        record = {"preset": name}
+    else:
+        raise ConfsegError(f"--preset {name!r}; choose one of {', '.join([*PRESETS, 'auto'])}")
+    # recorded in config.yaml (TrainConfig.extra), so the run says how it was configured
+    return {**opts, **{k: v for k, v in values.items() if opts.get(k) is None}, "extra": record}
 
 
 def _parse_sets(items: list[str]) -> dict[str, Any]:

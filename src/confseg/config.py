@@ -20,6 +20,21 @@ from confseg.targets import Strategy, parse_strategy
 
 #: Validation metrics that can select the best checkpoint: name -> mode.
 MONITORS = {"val/loss": "min", "val/dice": "max", "val/soft_dice": "max"}
+#: Named, tested recipes (``confseg train --preset NAME``): TrainConfig values that an explicit
+#: option overrides. ``auto`` (see :mod:`confseg.training.plan`) starts from ``recommended``
+#: and sizes it to the dataset and an optional time budget. The measurements behind them are
+#: in docs/results.md.
+PRESETS: dict[str, dict[str, Any]] = {
+    # MONAI BasicUNet, every non-test patient trained on, last epoch kept, cosine AdamW,
+    # ultrasound augmentation, equal BCE and Dice: beat a plain MONAI script on QUBIQ
+    "recommended": {"model": "basicunet", "val": "none", "lr": 1e-3, "weight_decay": 1e-4,
+                    "augment": 1.0, "epochs": 100, "patience": 0, "batch_size": 8,
+                    "pos_weight_bce": 1.0, "dice_weight": 1.0},
+    # the reference architecture of confidence-aware LUS segmentation
+    "fpn-lus": {"model": "fpn-resnet34", "val": "next-fold", "lr": 1e-3, "weight_decay": 1e-4,
+                "augment": 1.0, "epochs": 50, "patience": 10, "batch_size": 8},
+}
+
 #: Lightning accelerators confseg accepts.
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 _TYPES = {"str": (str,), "int": (int,), "float": (int, float), "None": (type(None),),
@@ -60,6 +75,8 @@ class TrainConfig:
         limit_train_batches: Fraction or count of training batches per epoch (for quick runs).
         pos_weight_bce: Loss weight of the BCE term.
         dice_weight: Loss weight of the Dice term.
+        extra: Free-form notes kept with the config (``--preset`` records its name and, for
+            ``auto``, the plan it made).
     """
 
     data: str
