@@ -11,8 +11,12 @@ from torch import nn
 from confseg.errors import ConfsegError
 from confseg.models import ModelError, create_model, list_models
 from confseg.models import smp as smp_module
+from confseg.models.monai_nets import DynUNet2D, plan_dynunet
+from confseg.models.registry import model_info
 
 NAMES = list_models()
+MONAI_NAMES = ["basicunet", "dynunet", "segresnet", "attention-unet",
+               "flexunet-efficientnet-b0", "flexunet-efficientnet-b2"]
 CLASSES = 3
 
 
@@ -38,13 +42,20 @@ def test_registry_lists_builtin_models() -> None:
     for arch in ("fpn", "unet"):
         for enc in ("resnet18", "resnet34", "resnet50"):
             assert f"{arch}-{enc}" in NAMES
+    for name in MONAI_NAMES:
+        assert name in NAMES
+    for name in NAMES:  # every listed name has a capability record
+        info = model_info(name)
+        assert info.name == name and info.torchscript in ("script", "trace")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_model(name: str, tmp_path: Path) -> None:
     """Every registered model: train step, seeds, odd sizes, TorchScript, ONNX, weights."""
+    info = model_info(name)
     size = 32 if name.endswith("resnet50") else 64  # keep the big encoders fast
-    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    batch = 1 if name in MONAI_NAMES else 2  # keep the MONAI nets fast
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     # same seed -> same train-mode output; forward/backward reaches the first conv (1 and 3 ch)
     model = build(name, 1)
     out = model(x[:, :1])
@@ -52,7 +63,7 @@ def test_model(name: str, tmp_path: Path) -> None:
     for in_channels, m, y in [(1, model, out), (3, build(name, 3), None)]:
         assert m.confseg_spec == {"name": name, "in_channels": in_channels, "classes": CLASSES}
         y = m(x[:, :in_channels]) if y is None else y
-        assert y.shape == (2, CLASSES, size, size)
+        assert y.shape == (batch, CLASSES, size, size)
         y.square().mean().backward()
         grad = first_conv(m).weight.grad
         assert grad is not None and grad.shape[1] == in_channels
@@ -68,7 +79,7 @@ def test_model(name: str, tmp_path: Path) -> None:
         assert ref_odd.shape == (1, CLASSES, 61, 77)
         assert model(torch.randn(1, 1, 33, 95)).shape == (1, CLASSES, 33, 95)
 
-    # TorchScript (trace) round trip through a file
+    # TorchScript (trace) round trip through a file; traced at one size, run at another
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, small, check_trace=False)
@@ -76,9 +87,11 @@ def test_model(name: str, tmp_path: Path) -> None:
     loaded = torch.jit.load(str(tmp_path / "model.pt"))
     with torch.no_grad():
         torch.testing.assert_close(loaded(small), ref_small, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(loaded(odd), ref_odd, rtol=1e-4, atol=1e-5)
 
     # ONNX export (TorchScript-based exporter) + onnxruntime, also at another (odd) size
     ort = pytest.importorskip("onnxruntime")
+    assert info.onnx, f"{name} is marked as not exporting to ONNX: drop this assert if so"
     onnx_path = tmp_path / "model.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -99,6 +112,11 @@ def test_model(name: str, tmp_path: Path) -> None:
 
     # encoder weights round trip: save one encoder, load it into a differently seeded model
     weights = tmp_path / "encoder.pth"
+    if not info.encoder_weights:
+        torch.save(model.state_dict(), weights)
+        with pytest.raises(ModelError, match="no separate encoder"):
+            build(name, 1, encoder_weights=weights)
+        return
     torch.save(model.encoder.state_dict(), weights)
     fresh = build(name, 1, seed=5, encoder_weights=weights)
     fresh_state = fresh.encoder.state_dict()
@@ -107,9 +125,13 @@ def test_model(name: str, tmp_path: Path) -> None:
         assert torch.equal(fresh_state[key], value), key
 
 
-@pytest.mark.parametrize("name", ["fpn-resnet18", "unet-resnet18"])
+SCRIPTABLE = [n for n in NAMES if model_info(n).torchscript == "script"
+              and not n.endswith(("resnet34", "resnet50", "efficientnet-b2"))]  # one per family
+
+
+@pytest.mark.parametrize("name", SCRIPTABLE)
 def test_torchscript_script(name: str) -> None:
-    """The built-in architectures also compile with torch.jit.script (size-generic)."""
+    """Models marked "script" also compile with torch.jit.script (size-generic)."""
     model = build(name, 2).eval()
     scripted = torch.jit.script(model)
     x = torch.randn(1, 2, 45, 70, generator=torch.Generator().manual_seed(4))
@@ -226,3 +248,109 @@ def test_smp_names_when_importable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert model.confseg_spec["name"] == "smp-unetplusplus-resnet50"
     with pytest.raises(ModelError, match="expected smp-<arch>-<encoder>"):
         create_model("smp-fpn", in_channels=1, classes=1)
+
+
+@pytest.mark.parametrize(
+    ("size", "strides"),
+    [(16, [1, 2, 2]), (32, [1, 2, 2, 2]), (64, [1, 2, 2, 2, 2]), (96, [1, 2, 2, 2, 2]),
+     (128, [1, 2, 2, 2, 2, 2]), (256, [1, 2, 2, 2, 2, 2]), (512, [1, 2, 2, 2, 2, 2])],
+)
+def test_dynunet_plan(size: int, strides: list[int]) -> None:
+    # nnU-Net's rule: halve while the map is >= 8 px (bottleneck 4-7 px), 3x3 kernels, first
+    # stride 1; capped at 6 stages
+    kernels, planned = plan_dynunet(size)
+    assert planned == strides and kernels == [3] * len(strides)
+
+
+def test_dynunet_plan_uncapped_and_too_small() -> None:
+    assert plan_dynunet(256, max_levels=None)[1] == [1, 2, 2, 2, 2, 2, 2]  # nnU-Net: 4 px at 256
+    assert plan_dynunet(512, max_levels=None)[1] == [1] + [2] * 7
+    with pytest.raises(ModelError, match="size=8 allows only 1 halving"):
+        plan_dynunet(8)
+
+
+def test_size_option_for_every_model() -> None:
+    """create_model accepts size for all models; only dynunet plans from it."""
+    small = build("dynunet", size=32)
+    assert isinstance(small, DynUNet2D)
+    assert small.strides == [1, 2, 2, 2] and small.input_multiple == 8
+    assert build("dynunet").strides == [1, 2, 2, 2, 2, 2]  # default size 256
+    assert build("dynunet").input_multiple == 32
+    reference = build("fpn-resnet18")
+    sized = build("fpn-resnet18", size=128)
+    for (key, a), b in zip(reference.state_dict().items(), sized.state_dict().values(),
+                           strict=True):
+        assert torch.equal(a, b), key
+    assert build("basicunet", size=64).input_multiple == 16
+    with pytest.raises(ModelError, match="size=0"):
+        build("unet-resnet18", size=0)
+
+
+def test_dynunet_deep_supervision() -> None:
+    model = build("dynunet", size=64, deep_supervision=True, deep_supr_num=2)
+    x = torch.randn(2, 1, 45, 50)
+    stacked = model(x)  # training mode: main output and two heads, at the input size
+    assert stacked.shape == (2, 3, CLASSES, 45, 50)
+    stacked.square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        main = model(x)
+        assert main.shape == (2, CLASSES, 45, 50)
+        # MONAI's heads write into a shared Python list: torch.jit.script refuses, trace works
+        with pytest.raises(RuntimeError):
+            torch.jit.script(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(model, x, check_trace=False)
+        torch.testing.assert_close(traced(x[:1, :, :33, :40]), model(x[:1, :, :33, :40]))
+    with pytest.raises(ModelError, match="deep_supr_num=9"):
+        build("dynunet", size=64, deep_supervision=True, deep_supr_num=9)
+
+
+def test_monai_options_and_errors() -> None:
+    assert build("attention-unet", channels=(8, 16, 32), strides=(2, 2)).input_multiple == 4
+    assert build("segresnet", init_filters=8, blocks_down=(1, 1, 1),
+                 blocks_up=(1, 1)).input_multiple == 4
+    with pytest.raises(ModelError, match=r"unknown option.*colour.*use .*features"):
+        build("basicunet", colour=1)
+    with pytest.raises(ModelError, match=r"strides=.*one entry fewer"):
+        build("attention-unet", strides=(2, 2, 2, 2))
+    with pytest.raises(ModelError, match="MONAI rejected"):
+        build("basicunet", upsample="sideways")
+    with pytest.raises(ModelError, match=r"backbone 'resnet18'.*use unet-resnet18"):
+        build("flexunet-resnet18")
+    with pytest.raises(ModelError, match="unknown FlexibleUNet backbone 'efficientnet-b9'"):
+        build("flexunet-efficientnet-b9")
+
+
+def test_flexunet_every_parameter_trains_and_rgb_weights_adapt(tmp_path: Path) -> None:
+    # EfficientNet's unused classifier is removed: every parameter gets a gradient (DDP)
+    model = build("flexunet-efficientnet-b1", 1)
+    model(torch.randn(1, 1, 64, 64)).mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    # an RGB encoder file (with the classifier keys a full EfficientNet has) loads into a grey
+    # model: the stem kernels are summed over channels
+    rgb = build("flexunet-efficientnet-b1", 3)
+    state = dict(rgb.encoder.state_dict())
+    state["_fc.weight"], state["_fc.bias"] = torch.zeros(1000, 1280), torch.zeros(1000)
+    torch.save(state, tmp_path / "b1.pth")
+    grey = build("flexunet-efficientnet-b1", 1, seed=3, encoder_weights=tmp_path / "b1.pth")
+    torch.testing.assert_close(grey.encoder._conv_stem.weight,
+                               rgb.encoder._conv_stem.weight.sum(1, keepdim=True))
+
+
+@pytest.mark.parametrize("head_stride", [2, 1])
+def test_fpn_head_stride_option(head_stride: int) -> None:
+    default = build("fpn-resnet18", 2)
+    model = build("fpn-resnet18", 2, head_stride=head_stride).eval()
+    assert len(model.refine) == {2: 1, 1: 2}[head_stride]
+    # the option adds stages; the encoder and pyramid are the same modules (same keys)
+    assert set(default.encoder.state_dict()) == set(model.encoder.state_dict())
+    x = torch.randn(1, 2, 45, 70, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (1, CLASSES, 45, 70)
+        torch.testing.assert_close(torch.jit.script(model)(x), out)
+    with pytest.raises(ModelError, match="head_stride=3"):
+        build("fpn-resnet18", head_stride=3)

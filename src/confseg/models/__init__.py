@@ -3,15 +3,17 @@
 from confseg.errors import ModelError
 from confseg.models.encoders import ResNetEncoder, load_encoder_weights
 from confseg.models.fpn import FPN
-from confseg.models.registry import create_model, list_models
+from confseg.models.registry import ModelInfo, create_model, list_models, model_info
 from confseg.models.unet import UNet
 
 __all__ = [
     "FPN",
     "ModelError",
+    "ModelInfo",
     "ResNetEncoder",
     "UNet",
     "create_model",
     "list_models",
     "load_encoder_weights",
+    "model_info",
 ]

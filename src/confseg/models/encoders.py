@@ -132,7 +132,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def _normalise_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _normalise_keys(
+    state: dict[str, torch.Tensor], drop_prefixes: tuple[str, ...] = ("fc.",)
+) -> dict[str, torch.Tensor]:
     """Strip wrapper prefixes; keep only ``encoder.``/``backbone.`` keys if any; drop ``fc.``."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -142,7 +144,7 @@ def _normalise_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for prefix in _PARTS:
         if any(k.startswith(prefix) for k in out):
             out = {k.removeprefix(prefix): v for k, v in out.items() if k.startswith(prefix)}
-    return {k: v for k, v in out.items() if not k.startswith("fc.")}
+    return {k: v for k, v in out.items() if not k.startswith(drop_prefixes)}
 
 
 def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -167,7 +169,14 @@ def _short(keys: list[str], limit: int = 5) -> str:
     return f"[{shown}{f', ... +{len(keys) - limit} more' if len(keys) > limit else ''}]"
 
 
-def load_encoder_weights(encoder: nn.Module, path: str | Path, *, model_name: str) -> None:
+def load_encoder_weights(
+    encoder: nn.Module,
+    path: str | Path,
+    *,
+    model_name: str,
+    input_conv: str = "conv1.weight",
+    drop_prefixes: tuple[str, ...] = ("fc.",),
+) -> None:
     """Load a local state_dict file into ``encoder`` (in place, strict).
 
     Accepts a raw state_dict or ``{"state_dict": ...}`` (e.g. a Lightning checkpoint); strips
@@ -177,13 +186,21 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, *, model_name: st
     tolerated. When the file's first conv has a different number of input channels than the
     encoder, it is adapted with :func:`adapt_input_conv`.
 
+    Args:
+        encoder: the model's encoder (``model.encoder``).
+        path: the local state_dict file.
+        model_name: the registered model name, for messages.
+        input_conv: the encoder's first-conv weight key (``_conv_stem.weight`` for MONAI's
+            EfficientNet).
+        drop_prefixes: keys of parts the encoder does not have (a classifier), ignored.
+
     Raises:
         ModelError: the file is missing/unreadable, or its keys or shapes do not match.
     """
     path = Path(path)
-    state = _normalise_keys(_read_state_dict(path))
+    state = _normalise_keys(_read_state_dict(path), drop_prefixes)
     own = encoder.state_dict()
-    conv_key = "conv1.weight"
+    conv_key = input_conv
     in_channels = own[conv_key].shape[1] if conv_key in own else None
     if conv_key in state and in_channels is not None and state[conv_key].ndim == 4:
         state[conv_key] = adapt_input_conv(state[conv_key], int(in_channels))

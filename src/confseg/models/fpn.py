@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from confseg.errors import ModelError
 from confseg.models.encoders import ResNetEncoder, pad_to_multiple
 
 
@@ -86,6 +87,24 @@ class FPNDecoder(nn.Module):
         return merged
 
 
+class RefineStage(nn.Module):
+    """2x bilinear upsampling, concatenation with a finer encoder map, two conv-GN-ReLU blocks.
+
+    Used only by ``FPN(head_stride=2 or 1)``: it carries the stride-4 FPN features to stride 2
+    (with the stem's features) and to stride 1 (with the input image), as a U-Net decoder does.
+    """
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = ConvGNReLU(in_channels + skip_channels, out_channels, upsample=False)
+        self.conv2 = ConvGNReLU(out_channels, out_channels, upsample=False)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """Upsample ``x`` to ``skip``'s size (exactly 2x), concatenate, convolve."""
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.conv2(self.conv1(torch.cat([x, skip], dim=1)))
+
+
 class FPN(nn.Module):
     """Semantic FPN returning raw logits ``(N, classes, H, W)`` at the input size.
 
@@ -99,6 +118,12 @@ class FPN(nn.Module):
         pyramid_channels: channels of the FPN levels.
         segmentation_channels: channels of the per-level segmentation branches.
         dropout: Dropout2d probability before the classifier (0 disables it).
+        head_stride: stride of the classifier's input. 4 (the default, semantic FPN as
+            published and as in segmentation_models_pytorch): the 1x1 classifier runs on the
+            stride-4 map and its logits are bilinearly upsampled x4. 2 or 1: one or two
+            :class:`RefineStage` s first bring the features to stride 2 (concatenated with the
+            stride-2 stem output) and to stride 1 (concatenated with the input), so boundaries
+            finer than 4 px can be drawn (docs/models.md). An option to measure; default off.
     """
 
     def __init__(
@@ -110,21 +135,49 @@ class FPN(nn.Module):
         pyramid_channels: int = 256,
         segmentation_channels: int = 128,
         dropout: float = 0.0,
+        head_stride: int = 4,
     ) -> None:
         super().__init__()
-        self.encoder = ResNetEncoder(encoder, in_channels=in_channels)
+        if head_stride not in (4, 2, 1):
+            raise ModelError(f"FPN head_stride={head_stride!r}; use 4 (default), 2 or 1")
+        refine = {4: 0, 2: 1, 1: 2}[head_stride]
+        self.encoder = ResNetEncoder(encoder, in_channels=in_channels, include_stem=refine > 0)
         self.decoder = FPNDecoder(
             self.encoder.out_channels,
             pyramid_channels=pyramid_channels,
             segmentation_channels=segmentation_channels,
         )
+        # stride 2 joins the stem (64 channels), stride 1 the input image
+        skips = [self.encoder.stem_channels, in_channels][:refine]
+        widths = [segmentation_channels // 2, segmentation_channels // 4][:refine]
+        stages: list[nn.Module] = []
+        channels = segmentation_channels
+        for skip, width in zip(skips, widths, strict=True):
+            stages.append(RefineStage(channels, skip, max(width, 8)))
+            channels = max(width, 8)
+        self.refine = nn.ModuleList(stages)
+        self.head_stride = head_stride
+        self.input_multiple = 32
         self.dropout = nn.Dropout2d(p=dropout) if dropout > 0 else nn.Identity()
-        self.classifier = nn.Conv2d(segmentation_channels, classes, kernel_size=1)
+        self.classifier = nn.Conv2d(channels, classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return logits ``(N, classes, H, W)`` for images ``(N, in_channels, H, W)``."""
         h, w = x.shape[-2], x.shape[-1]
-        features = self.encoder(pad_to_multiple(x))
-        logits = self.classifier(self.dropout(self.decoder(features)))
-        logits = F.interpolate(logits, scale_factor=4.0, mode="bilinear", align_corners=False)
+        padded = pad_to_multiple(x)
+        features = self.encoder(padded)
+        if len(self.refine) == 0:
+            logits = self.classifier(self.dropout(self.decoder(features)))
+            logits = F.interpolate(logits, scale_factor=4.0, mode="bilinear",
+                                   align_corners=False)
+            return logits[..., :h, :w]
+        # head_stride 2 or 1: features = [stem, c2..c5]; refine from stride 4 to the head stride
+        skips = [features[0], padded]
+        y = self.decoder(features[1:])
+        for i, stage in enumerate(self.refine):
+            y = stage(y, skips[i])
+        logits = self.classifier(self.dropout(y))
+        if self.head_stride == 2:
+            logits = F.interpolate(logits, scale_factor=2.0, mode="bilinear",
+                                   align_corners=False)
         return logits[..., :h, :w]
