@@ -50,7 +50,8 @@ def plot_progress(metrics_csv: str | os.PathLike[str], out_png: str | os.PathLik
             ax1.plot(ep, [m[key][e] for e in ep], marker="o", ms=3, label=label)
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("BCE + Dice loss")
-    ax1.legend()
+    if ax1.lines:
+        ax1.legend()
     ax1.grid(alpha=0.3)
     for key, label in (("val/dice", "val Dice @0.5"), ("val/soft_dice", "val soft Dice")):
         if key in m:
@@ -59,7 +60,11 @@ def plot_progress(metrics_csv: str | os.PathLike[str], out_png: str | os.PathLik
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("Dice (vs strategy target)")
     ax2.set_ylim(0, 1)
-    ax2.legend()
+    if ax2.lines:
+        ax2.legend()
+    else:  # --val none: no validation curves
+        ax2.text(0.5, 0.5, "no validation patients\n(--val none)", ha="center", va="center",
+                 transform=ax2.transAxes, color="grey")
     ax2.grid(alpha=0.3)
     fig.suptitle(Path(metrics_csv).parent.name)
     _save(fig, out_png)
