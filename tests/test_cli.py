@@ -64,3 +64,22 @@ def test_synth_then_info(tmp_path):
 def test_import_unknown_layout_lists_known(tmp_path):
     r = runner.invoke(app, ["import", "dicomweb", str(tmp_path), str(tmp_path / "o")])
     assert r.exit_code == 2 and "lus-cs541" in r.output and "Traceback" not in r.output
+
+
+def test_threads_default_is_one_on_a_busy_machine(monkeypatch):
+    import os
+
+    from confseg.cli import set_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    set_threads(None)
+    assert "OMP_NUM_THREADS" not in os.environ  # idle: torch's default
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.8, 1.0, 1.0))
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)
+    set_threads(None)
+    assert os.environ["OMP_NUM_THREADS"] == "1"  # busy: one thread
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    set_threads(None)
+    assert os.environ["OMP_NUM_THREADS"] == "2"  # the user's choice wins

@@ -32,9 +32,22 @@ Threads = Annotated[int | None, typer.Option(
 
 
 def set_threads(threads: int | None) -> None:
-    """Use ``threads`` CPU threads: set before torch starts its pool where possible."""
+    """Use ``threads`` CPU threads: set before torch starts its pool where possible.
+
+    Without ``--threads`` (and without ``OMP_NUM_THREADS``), a machine that is already busy
+    (1-minute load average within half a core of the core count) gets 1 thread: there torch's
+    spin-waiting OpenMP threads fight the other work (measured in docs/results.md, "CPU
+    settings"); an idle machine keeps torch's default, which is fastest there.
+    """
     if threads is None:
-        return
+        if "OMP_NUM_THREADS" in os.environ or not hasattr(os, "getloadavg"):
+            return
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        if cores > 1 and os.getloadavg()[0] >= cores - 0.5:
+            threads = 1
+        else:
+            return
     if threads < 1:
         raise ConfsegError(f"--threads {threads}: give a number >= 1")
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -405,9 +418,11 @@ def evaluate(
     tta: Annotated[str | None, typer.Option(
         "--tta", help="Test-time augmentation: flip (also average the left-right mirror; "
         "never vertical).")] = None,
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a run: summary.json (patient-bootstrap CIs), per_case.csv, reliability PNGs."""
+    set_threads(threads)
     from confseg.evaluation import evaluate_run
 
     summary = evaluate_run(run, data=data, split=split, calibrate=calibrate,
@@ -436,9 +451,11 @@ def predict(
         "--calibration", help="Folder with the calibration.json to apply (for an ensemble or "
         "--tta: the folder `confseg evaluate ... --calibrate` wrote; default: RUN's own for a "
         "single run, none for an ensemble).")] = None,
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Predict probability maps, masks and overlays for image files."""
+    set_threads(threads)
     from confseg.inference.files import predict_files
 
     with progress_bar("predict", quiet=quiet) as prog:

@@ -162,6 +162,7 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
                           lightning=pl.__version__, python=platform.python_version(),
                           machine=platform.machine(),
                           validation=cfg.val, precision=resolve_precision(cfg),
+                          torch_threads=torch.get_num_threads(),
                           patients={k: list(v) for k, v in dm.patients.items()},
                           items={k: len(v) for k, v in dm.items.items()})
     _fit(cfg, run, dm, module, trainer, ckpt=None)
