@@ -71,7 +71,8 @@ def test_threads_default_is_one_on_a_busy_machine(monkeypatch):
 
     from confseg.cli import set_threads
 
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "0")  # so the undo restores the original state
+    monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     set_threads(None)
