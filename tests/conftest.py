@@ -75,3 +75,12 @@ def write_tiny_dataset(root: Path, *, patients: int = 4, per_patient: int = 2, s
 def tiny_dataset(tmp_path: Path) -> Path:
     """A 4-patient, 2-class tiny dataset folder."""
     return write_tiny_dataset(tmp_path / "ds")
+
+
+@pytest.fixture(autouse=True)
+def _fixed_threads(monkeypatch):
+    """In-process CLI calls must not retune this process's torch threads (the busy-machine
+    default of `confseg.cli.set_threads`): tests that compare runs need one thread count."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))

@@ -1,4 +1,5 @@
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -53,8 +54,10 @@ KILLER = textwrap.dedent("""
             if trainer.current_epoch == 2 and batch_idx == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
 
+    import torch
+    torch.set_num_threads(int(sys.argv[3]))  # the parent's count: same kernels, same bits
     cfg = TrainConfig(data=sys.argv[1], out=sys.argv[2], epochs=4, model="fpn-resnet18",
-                      size=64, batch_size=1, k=3, patience=0)
+                      size=64, batch_size=1, k=3, patience=0, precision="32-true")
     train(cfg, quiet=True, callbacks=[Kill()])
 """)
 
@@ -62,12 +65,14 @@ KILLER = textwrap.dedent("""
 def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
     # Batch size 1: the training fold has 2 images, so the kill lands after batch 1 of 2.
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "full"), epochs=4, patience=0,
-                      **{**FAST, "batch_size": 1})
+                      precision="32-true", **{**FAST, "batch_size": 1})
     full = train(cfg, quiet=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(data), str(killed)],
-                          capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(data), str(killed),
+                           str(torch.get_num_threads())],
+                          capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert json.loads((killed / "run.json").read_text())["status"] == "running"
     ck = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
