@@ -116,3 +116,20 @@ def bench_loader(*, size: int, batch_size: int, patients: int, workers_default: 
             log(f"loader {name}: epoch1 {rates[0]:.1f} img/s, epoch2 {rates[1]:.1f} img/s")
             del dl, sds
     return out
+
+
+def read_per_case(path: Path) -> list[dict[str, Any]]:
+    """A ``per_case.csv`` as rows, numbers as floats (ids and class names stay text)."""
+    import csv
+
+    out = []
+    with Path(path).open() as f:
+        for r in csv.DictReader(f):
+            row: dict[str, Any] = {}
+            for k, v in r.items():
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = v
+            out.append(row)
+    return out

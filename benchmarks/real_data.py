@@ -10,11 +10,12 @@ folds are pooled and 95 % intervals come from bootstrapping patients.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
 from pathlib import Path
+
+from _common import read_per_case
 
 from confseg.config import TrainConfig
 from confseg.data import load_dataset
@@ -24,20 +25,6 @@ from confseg.metrics.bootstrap import summarize_with_ci
 from confseg.workflows import train_and_evaluate
 
 LAYOUT = {"lus-cs541": "lus-cs541", "qubiq": "multirater"}
-
-
-def _rows(per_case: Path) -> list[dict]:
-    out = []
-    with per_case.open() as f:
-        for r in csv.DictReader(f):
-            row = {}
-            for k, v in r.items():
-                try:
-                    row[k] = float(v)
-                except ValueError:
-                    row[k] = v
-            out.append(row)
-    return out
 
 
 def crossval(data: Path, work: Path, *, strategy: str, model: str, k: int | str, epochs: int,
@@ -57,7 +44,7 @@ def crossval(data: Path, work: Path, *, strategy: str, model: str, k: int | str,
         t0 = time.perf_counter()
         folder = train_and_evaluate(cfg, overwrite=True, quiet=True)
         status = folder.read_status()
-        fold_rows = _rows(folder.per_case_path())
+        fold_rows = read_per_case(folder.per_case_path())
         rows += fold_rows
         per_fold.append({"fold": f, "test_patients": status["patients"]["test"],
                          "seconds": round(time.perf_counter() - t0, 1),

@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = pick_device()
     env = environment(device)
     cfg = _config(args, Path("."), 1)
-    precision = runner._precision(cfg)
+    precision = runner.resolve_precision(cfg)
     amp = precision == "16-mixed"
     if (env["load_average_1min"] or 0) > (env["affinity_cpus"] or env["cpu_count"] or 1):
         log(f"warning: load average {env['load_average_1min']:.1f} exceeds the CPU count; "

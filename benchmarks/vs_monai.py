@@ -16,7 +16,6 @@ patients; differences are paired.
 from __future__ import annotations
 
 import argparse
-import csv
 import inspect
 import json
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import read_per_case
 
 from confseg.config import TrainConfig
 from confseg.data import load_dataset
@@ -92,20 +92,6 @@ def predict_plain(net: torch.nn.Module, images: np.ndarray) -> np.ndarray:
 
 
 # ----- shared scaffolding ---------------------------------------------------------------------
-def _rows_from_csv(path: Path) -> list[dict[str, Any]]:
-    out = []
-    with path.open() as f:
-        for r in csv.DictReader(f):
-            row: dict[str, Any] = {}
-            for k, v in r.items():
-                try:
-                    row[k] = float(v)
-                except ValueError:
-                    row[k] = v
-            out.append(row)
-    return out
-
-
 def _arrays(ds, items) -> tuple[np.ndarray, np.ndarray]:
     ims = np.stack([ds.read_image(it).astype(np.float32)[None] / 255.0 for it in items])
     conf = np.stack([ds.read_confidence_stack(it) for it in items]).astype(np.float32)
@@ -180,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.tta != "none" and "tta" in inspect.signature(evaluate_run).parameters:
             kw["tta"] = args.tta
         summary = evaluate_run(run, **kw)
-        rows = _rows_from_csv(Path(summary["out"]) / "per_case.csv")
+        rows = read_per_case(Path(summary["out"]) / "per_case.csv")
         conf_rows += [r for r in rows]
         folds_out.append({"fold": f, "test_patients": list(test_p), "train_images": len(tr),
                           "plain_train_s": round(plain_s, 1), "confseg_train_s": round(conf_s, 1),

@@ -22,11 +22,12 @@ from collections.abc import Sequence
 import torch
 from monai.networks.nets import AttentionUnet, BasicUNet, DynUNet, SegResNet
 from monai.networks.nets.efficientnet import EfficientNetEncoder
-from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE, SegmentationHead, UNetDecoder
+from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE
 from torch import nn
 
 from confseg.errors import ModelError
 from confseg.models.encoders import pad_to_multiple
+from confseg.models.unet import unet_decoder
 
 #: FlexibleUNet backbones confseg offers: MONAI's EfficientNets (no torchvision, no download).
 #: FlexibleUNet's ResNet backbones are left out: they are MedicalNet ResNets with type-"A"
@@ -219,23 +220,9 @@ class FlexUNet(nn.Module):
                        "_fc"):
             delattr(encoder, unused)
         self.encoder = encoder
-        self.decoder = UNetDecoder(
-            spatial_dims=2,
-            encoder_channels=(in_channels, *entry["feature_channel"]),
-            decoder_channels=decoder_channels,
-            act=("relu", {"inplace": True}),
-            norm=("batch", {"eps": 1e-3, "momentum": 0.1}),
-            dropout=dropout,
-            bias=False,
-            upsample="nontrainable",
-            pre_conv="default",
-            interp_mode="nearest",
-            align_corners=None,
-            is_pad=False,
-        )
-        self.segmentation_head = SegmentationHead(
-            spatial_dims=2, in_channels=decoder_channels[-1], out_channels=classes, kernel_size=3
-        )
+        self.decoder, self.segmentation_head = unet_decoder(
+            (in_channels, *entry["feature_channel"]), decoder_channels, classes=classes,
+            dropout=dropout)
         self.skip_connect = entry["feature_number"] - 1
         self.backbone = backbone
         self.input_multiple = 32

@@ -18,6 +18,27 @@ from torch import nn
 from confseg.models.encoders import ResNetEncoder, pad_to_multiple
 
 
+def unet_decoder(encoder_channels: tuple[int, ...], decoder_channels: tuple[int, ...], *,
+                 classes: int, dropout: float) -> tuple[nn.Module, nn.Module]:
+    """MONAI's FlexibleUNet decoder and 3x3 head, configured once for every confseg U-Net."""
+    decoder = UNetDecoder(
+        spatial_dims=2,
+        encoder_channels=encoder_channels,
+        decoder_channels=decoder_channels,
+        act=("relu", {"inplace": True}),
+        norm=("batch", {"eps": 1e-3, "momentum": 0.1}),
+        dropout=dropout,
+        bias=False,
+        upsample="nontrainable",
+        pre_conv="default",
+        interp_mode="nearest",
+        align_corners=None,
+        is_pad=False,
+    )
+    head = SegmentationHead(spatial_dims=2, in_channels=decoder_channels[-1],
+                            out_channels=classes, kernel_size=3)
+    return decoder, head
+
 class UNet(nn.Module):
     """U-Net returning raw logits ``(N, classes, H, W)`` at the input size.
 
@@ -44,23 +65,8 @@ class UNet(nn.Module):
         super().__init__()
         self.encoder = ResNetEncoder(encoder, in_channels=in_channels, include_stem=True)
         encoder_channels = (in_channels, self.encoder.stem_channels, *self.encoder.out_channels)
-        self.decoder = UNetDecoder(
-            spatial_dims=2,
-            encoder_channels=encoder_channels,
-            decoder_channels=decoder_channels,
-            act=("relu", {"inplace": True}),
-            norm=("batch", {"eps": 1e-3, "momentum": 0.1}),
-            dropout=dropout,
-            bias=False,
-            upsample="nontrainable",
-            pre_conv="default",
-            interp_mode="nearest",
-            align_corners=None,
-            is_pad=False,
-        )
-        self.segmentation_head = SegmentationHead(
-            spatial_dims=2, in_channels=decoder_channels[-1], out_channels=classes, kernel_size=3
-        )
+        self.decoder, self.segmentation_head = unet_decoder(
+            encoder_channels, decoder_channels, classes=classes, dropout=dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return logits ``(N, classes, H, W)`` for images ``(N, in_channels, H, W)``."""

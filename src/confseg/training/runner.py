@@ -64,8 +64,6 @@ def resolve_precision(cfg: TrainConfig) -> str:
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
 
 
-_precision = resolve_precision  # the name the throughput benchmark uses
-
 
 def _quiet_lightning() -> None:
     """Drop Lightning's INFO chatter (tips, "GPU available") and a torch-internal deprecation."""
