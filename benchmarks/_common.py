@@ -119,17 +119,7 @@ def bench_loader(*, size: int, batch_size: int, patients: int, workers_default: 
 
 
 def read_per_case(path: Path) -> list[dict[str, Any]]:
-    """A ``per_case.csv`` as rows, numbers as floats (ids and class names stay text)."""
-    import csv
+    """A ``per_case.csv`` as rows, metric columns as floats (ids and class names stay text)."""
+    from confseg.runs import read_rows
 
-    out = []
-    with Path(path).open() as f:
-        for r in csv.DictReader(f):
-            row: dict[str, Any] = {}
-            for k, v in r.items():
-                try:
-                    row[k] = float(v)
-                except ValueError:
-                    row[k] = v
-            out.append(row)
-    return out
+    return read_rows(Path(path))

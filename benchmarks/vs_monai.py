@@ -92,6 +92,19 @@ def predict_plain(net: torch.nn.Module, images: np.ndarray) -> np.ndarray:
 
 
 # ----- shared scaffolding ---------------------------------------------------------------------
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to TrainConfig keyword arguments (values parsed as YAML)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        k, sep, v = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE")
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
 def _arrays(ds, items) -> tuple[np.ndarray, np.ndarray]:
     ims = np.stack([ds.read_image(it).astype(np.float32)[None] / 255.0 for it in items])
     conf = np.stack([ds.read_confidence_stack(it) for it in items]).astype(np.float32)
@@ -119,6 +132,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--tta", default="flip", help="confseg recipe: test-time augmentation")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="confseg recipe: any other TrainConfig option (repeatable)")
+    ap.add_argument("--reuse-plain", action="store_true",
+                    help="reuse the plain MONAI folds already trained in --work with the same "
+                         "recipe (the plain side is deterministic); its times are the stored ones")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     work = args.work
@@ -138,18 +156,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tr = [it for it in ds.image_items() if it.patient in set(train_p)]
         te = [it for it in ds.image_items() if it.patient in set(test_p)]
         # plain MONAI
-        log(f"fold {f}: plain MONAI, {len(tr)} training images, {args.plain_epochs} epochs")
-        x_tr, c_tr = _arrays(ds, tr)
-        t0 = time.perf_counter()
-        net = train_plain_monai(x_tr, c_tr, epochs=args.plain_epochs,
-                                batch_size=args.batch_size, seed=args.seed)
-        plain_s = time.perf_counter() - t0
-        x_te, c_te = _arrays(ds, te)
-        prob = predict_plain(net, x_te)
-        for it, p, c in zip(te, prob, c_te, strict=True):
-            for r in image_stats(p, c, classes=classes):
-                r.update(id=it.id, patient=it.patient)
-                plain_rows.append(r)
+        cache = work / f"plain-f{f}.json"
+        key = {"epochs": args.plain_epochs, "batch_size": args.batch_size, "seed": args.seed,
+               "test": list(test_p)}
+        stored = json.loads(cache.read_text()) if cache.is_file() else {}
+        if args.reuse_plain and stored.get("key") == key:
+            log(f"fold {f}: plain MONAI reused from {cache}")
+            plain_s, fold_rows = stored["train_s"], stored["rows"]
+        else:
+            log(f"fold {f}: plain MONAI, {len(tr)} training images, {args.plain_epochs} epochs")
+            x_tr, c_tr = _arrays(ds, tr)
+            t0 = time.perf_counter()
+            net = train_plain_monai(x_tr, c_tr, epochs=args.plain_epochs,
+                                    batch_size=args.batch_size, seed=args.seed)
+            plain_s = time.perf_counter() - t0
+            x_te, c_te = _arrays(ds, te)
+            prob = predict_plain(net, x_te)
+            fold_rows = []
+            for it, p, c in zip(te, prob, c_te, strict=True):
+                for r in image_stats(p, c, classes=classes):
+                    r.update(id=it.id, patient=it.patient)
+                    fold_rows.append(r)
+            cache.write_text(json.dumps({"key": key, "train_s": plain_s, "rows": fold_rows},
+                                        default=float))
+        plain_rows += fold_rows
         # confseg
         log(f"fold {f}: confseg {args.model} {args.strategy} val={args.val}, {args.epochs} "
             "epochs")
@@ -158,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           strategy=args.strategy, fold=f, val=args.val, epochs=args.epochs,
                           size=args.size, batch_size=args.batch_size, lr=args.lr,
                           augment=args.augment, precision=args.precision, seed=args.seed,
-                          patience=0)
+                          patience=0, **_overrides(args.set))
         t0 = time.perf_counter()
         run = RunFolder(train(cfg, overwrite=True, quiet=True))
         conf_s = time.perf_counter() - t0
@@ -182,7 +212,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   "metrics": summarize_with_ci(plain_rows, METRICS, classes, n_boot=args.n_boot)},
         "confseg": {"recipe": {k: getattr(args, k) for k in ("model", "strategy", "epochs",
                                                             "val", "lr", "augment", "precision",
-                                                            "tta", "size", "batch_size")},
+                                                            "tta", "size", "batch_size")}
+                    | _overrides(args.set),
                     "metrics": summarize_with_ci(conf_rows, METRICS, classes,
                                                  n_boot=args.n_boot)},
         "paired_confseg_minus_plain": {

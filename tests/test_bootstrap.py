@@ -143,7 +143,6 @@ def test_speed_300_rows_20_metrics():
 
 
 def test_paired_difference_known_answer():
-    import math
 
     from confseg.metrics.paired import paired_difference, per_patient_means
 
@@ -153,7 +152,7 @@ def test_paired_difference_known_answer():
     assert d["mean"] == pytest.approx(0.1) and d["n_patients"] == 4
     assert d["lo"] == pytest.approx(0.1) and d["hi"] == pytest.approx(0.1)
     assert d["wilcoxon_p"] == pytest.approx(0.125)  # all four differences positive, exact test
-    assert math.isnan(paired_difference(a, a)["wilcoxon_p"])
+    assert paired_difference(a, a)["wilcoxon_p"] == 1.0  # identical methods
     rows = [{"patient": "p1", "class": "c", "x": 1.0}, {"patient": "p1", "class": "c", "x": 3.0},
             {"patient": "p2", "class": "c", "x": float("nan")}, {"patient": "p2", "class": "d",
                                                                    "x": 5.0}]

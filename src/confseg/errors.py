@@ -74,6 +74,10 @@ class EvaluationError(ConfsegError):
     """An evaluation request cannot be served."""
 
 
+class StudyError(ConfsegError):
+    """A study folder, spec or executor cannot do what was asked."""
+
+
 
 
 # ----- annotator (each with the HTTP status its route answers with) ---------------------------

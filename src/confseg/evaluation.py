@@ -34,7 +34,7 @@ from confseg.inference import Ensemble, Predictor, ProbabilityModel, check_tta
 from confseg.io.atomic import atomic_write_text
 from confseg.io.images import write_png
 from confseg.metrics.bootstrap import summarize_with_ci
-from confseg.metrics.calibration import reliability_curve
+from confseg.metrics.calibration import curve_from_bins, reliability_bins
 from confseg.metrics.segmentation import (
     HEADLINE,
     image_stats,
@@ -293,8 +293,10 @@ def evaluate_run(run: str | Path | RunFolder, *, data: str | Path | Dataset | No
     if calibration:
         summary["calibration"] = calibration
     atomic_write_text(dest.per_case_path(), _per_case_csv(rows, truth))
+    bins = {cls: reliability_bins(rows, cls) for cls in ds.classes}
+    dest.write_reliability(bins)
     for cls in ds.classes:
-        centers, mean_pred, mean_conf, counts = reliability_curve(rows, cls)
+        centers, mean_pred, mean_conf, counts = curve_from_bins(bins[cls])
         plot_reliability(centers, mean_pred, mean_conf, counts,
                          title=f"{cls} (ECE {per_class[cls]['ece']['mean']:.3f})",
                          out_png=dest.reliability_png(cls))

@@ -14,6 +14,7 @@ A run folder (written by training, evaluation and the report; read by everything
       per_case_calibrated.csv    the same after temperature scaling (``--calibrate``)
       calibration.json           the fitted temperature (``--calibrate``)
       reliability_<class>.png    reliability diagrams
+      reliability.json           their bins (counts and sums per class), for pooling across runs
       examples/                  a few test images: label and prediction overlays
       report.html                one self-contained page
       eval-<split>-<dataset>/    evaluations of other splits or datasets (same file names)
@@ -45,6 +46,36 @@ from confseg.io.outputs import check_output_folder
 SPLITS = ("test", "val", "train", "all")
 RUNNING, TRAINED, FINISHED, FAILED = "running", "trained", "finished", "failed"
 INTERRUPTED = "interrupted"
+#: Columns of the per-case tables that stay text (ids may look like numbers).
+TEXT_COLUMNS = ("id", "patient", "view", "day", "class", "strategy", "cell")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """A per-case CSV as rows: :data:`TEXT_COLUMNS` as text, the rest as floats (or text).
+
+    Raises:
+        RunError: when the file is missing.
+    """
+    import csv
+
+    try:
+        f = path.open(encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing; evaluate the run first") from None
+    out = []
+    with f:
+        for r in csv.DictReader(f):
+            row: dict[str, Any] = {}
+            for k, v in r.items():
+                if k in TEXT_COLUMNS:
+                    row[k] = v
+                    continue
+                try:
+                    row[k] = float(v)
+                except (TypeError, ValueError):
+                    row[k] = v
+            out.append(row)
+    return out
 
 
 class EvalFolder:
@@ -72,9 +103,34 @@ class EvalFolder:
         """``per_case.csv`` (or ``per_case_calibrated.csv``)."""
         return self.root / ("per_case_calibrated.csv" if calibrated else "per_case.csv")
 
+    def per_case_rows(self, *, calibrated: bool = False) -> list[dict[str, Any]]:
+        """``per_case.csv`` as rows: metric columns as floats, :data:`TEXT_COLUMNS` as text.
+
+        Raises:
+            RunError: when it is missing.
+        """
+        return read_rows(self.per_case_path(calibrated=calibrated))
+
     def reliability_png(self, cls: str) -> Path:
         """``reliability_<class>.png``."""
         return self.root / f"reliability_{cls}.png"
+
+    @property
+    def reliability_path(self) -> Path:
+        """``reliability.json``: per class ``{"count", "sum_p", "sum_c"}`` bin lists."""
+        return self.root / "reliability.json"
+
+    def write_reliability(self, bins: dict[str, dict[str, list[float]]]) -> None:
+        """Write ``reliability.json`` atomically."""
+        atomic_write_text(self.reliability_path, json.dumps(bins) + "\n")
+
+    def reliability(self) -> dict[str, dict[str, list[float]]]:
+        """The parsed ``reliability.json`` ({} when absent or unreadable)."""
+        try:
+            obj = json.loads(self.reliability_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return obj if isinstance(obj, dict) else {}
 
     @property
     def examples_dir(self) -> Path:
@@ -324,3 +380,196 @@ class RunFolder(EvalFolder):
     def is_training_data(self, ds: Dataset) -> bool:
         """Whether ``ds`` is the dataset this run was trained on."""
         return Path(ds.root).resolve() == Path(self.config.data).resolve()
+
+
+class StudyFolder:
+    """A study's folder: the spec, the runner's status, the cells and the collected results.
+
+    ::
+
+        studies/<name>/
+          study.yaml                  everything needed to rerun the study (a StudySpec)
+          status.json                 the runner: pid, host, started, updated, wall seconds
+          splits.json                 the patient-level folds every cell shares
+          cells/<strategy-slug>/fold_<f>/seed_<s>/   one RunFolder per cell
+          results/per_case.csv        every cell's test rows, long format
+          results/summary.json        per strategy and metric: mean and patient interval
+          results/paired.json         paired differences against the reference strategies
+          results/reliability.json    reliability bins per strategy and class
+          results/examples/           image, confidence and each strategy's prediction
+          logs/<slug>_fold_<f>_seed_<s>.log   each cell worker's output
+          report.html                 one self-contained page
+
+    Args:
+        root: The study folder.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.root)!r})"
+
+    # ----- paths ----------------------------------------------------------------------------
+    @property
+    def spec_path(self) -> Path:
+        """``study.yaml``."""
+        return self.root / "study.yaml"
+
+    @property
+    def status_path(self) -> Path:
+        """``status.json``."""
+        return self.root / "status.json"
+
+    @property
+    def splits_path(self) -> Path:
+        """``splits.json``."""
+        return self.root / "splits.json"
+
+    @property
+    def cells_dir(self) -> Path:
+        """``cells/``."""
+        return self.root / "cells"
+
+    def cell(self, slug: str, fold: int, seed: int) -> RunFolder:
+        """The run folder of one cell: ``cells/<slug>/fold_<f>/seed_<s>/``."""
+        return RunFolder(self.cells_dir / slug / f"fold_{fold}" / f"seed_{seed}")
+
+    def log_path(self, slug: str, fold: int, seed: int) -> Path:
+        """``logs/<slug>_fold_<f>_seed_<s>.log``: the output of the cell's worker."""
+        return self.root / "logs" / f"{slug}_fold_{fold}_seed_{seed}.log"
+
+    @property
+    def results_dir(self) -> Path:
+        """``results/``."""
+        return self.root / "results"
+
+    @property
+    def per_case_path(self) -> Path:
+        """``results/per_case.csv``."""
+        return self.results_dir / "per_case.csv"
+
+    @property
+    def summary_path(self) -> Path:
+        """``results/summary.json``."""
+        return self.results_dir / "summary.json"
+
+    @property
+    def paired_path(self) -> Path:
+        """``results/paired.json``."""
+        return self.results_dir / "paired.json"
+
+    @property
+    def reliability_path(self) -> Path:
+        """``results/reliability.json``."""
+        return self.results_dir / "reliability.json"
+
+    @property
+    def examples_dir(self) -> Path:
+        """``results/examples/``."""
+        return self.results_dir / "examples"
+
+    def example_png(self, item_id: str, kind: str) -> Path:
+        """``results/examples/<id>_<kind>.png`` (``image``, ``label`` or a strategy slug)."""
+        return self.examples_dir / f"{item_id}_{kind}.png"
+
+    @property
+    def report_path(self) -> Path:
+        """``report.html``."""
+        return self.root / "report.html"
+
+    # ----- state ----------------------------------------------------------------------------
+    def is_study(self) -> bool:
+        """Whether the folder holds a study (its ``study.yaml``)."""
+        return self.spec_path.is_file()
+
+    def require(self) -> StudyFolder:
+        """Return self, or raise RunError when this is not a study folder."""
+        if not self.root.is_dir():
+            raise RunError(f"{self.root}: study folder not found")
+        if not self.is_study():
+            raise RunError(f"{self.root}: no study.yaml; not a confseg study folder "
+                           "(start one with `confseg study run`)")
+        return self
+
+    def read_spec(self) -> dict[str, Any]:
+        """The parsed ``study.yaml``.
+
+        Raises:
+            RunError: missing, not YAML or not a mapping.
+        """
+        import yaml
+
+        self.require()
+        try:
+            obj = yaml.safe_load(self.spec_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raise RunError(f"{self.spec_path}: not valid YAML; fix it or start the study "
+                           "again with --overwrite") from None
+        if not isinstance(obj, dict):
+            raise RunError(f"{self.spec_path}: must be a mapping")
+        return obj
+
+    def write_spec(self, spec: dict[str, Any]) -> None:
+        """Write ``study.yaml`` atomically."""
+        import yaml
+
+        atomic_write_text(self.spec_path, yaml.safe_dump(spec, sort_keys=False))
+
+    def read_status(self) -> dict[str, Any]:
+        """``status.json`` ({} when absent or unreadable)."""
+        try:
+            obj = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return obj if isinstance(obj, dict) else {}
+
+    def update_status(self, **fields: Any) -> None:
+        """Merge ``fields`` into ``status.json`` (atomic)."""
+        status = self.read_status()
+        status.update(fields)
+        atomic_write_text(self.status_path, json.dumps(status, indent=1, default=str) + "\n")
+
+    def write_json(self, path: Path, obj: Any) -> Path:
+        """Write one of the ``results/*.json`` files atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(obj, indent=1, default=float) + "\n")
+        return path
+
+    def read_json(self, path: Path) -> dict[str, Any]:
+        """One of the ``results/*.json`` files.
+
+        Raises:
+            RunError: missing or unreadable (collect the study first).
+        """
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunError(f"{path}: missing; no cell has finished yet, or run "
+                           f"`confseg study run` on {self.root} again to collect") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RunError(f"{path}: unreadable; rerun `confseg study run` to collect again"
+                           ) from None
+
+    def looks_like_study(self) -> bool:
+        """Whether an existing folder is recognisably a study folder."""
+        return self.spec_path.is_file() or self.status_path.is_file()
+
+    def prepare(self, *, overwrite: bool, inputs: Iterable[str | os.PathLike[str] | None] = ()
+                ) -> None:
+        """Make an empty folder for a new study (``overwrite`` replaces only a study folder).
+
+        Raises:
+            RunError: the folder holds something that may not be replaced.
+        """
+        try:
+            replace = check_output_folder(
+                self.root, overwrite=overwrite, kind="study folder",
+                looks_like=lambda _: self.looks_like_study(), inputs=inputs,
+                not_empty=f"{self.root}: not empty and not this study; pick another --out or "
+                          "pass --overwrite")
+        except ConfsegError as exc:
+            raise RunError(str(exc)) from None
+        if replace:
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)

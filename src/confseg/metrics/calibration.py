@@ -27,7 +27,9 @@ __all__ = [
     "NLL_EPS",
     "adaptive_ece",
     "calibration_stats",
+    "curve_from_bins",
     "ece_from_bins",
+    "reliability_bins",
     "reliability_curve",
 ]
 
@@ -132,6 +134,41 @@ def calibration_stats(p: np.ndarray, c: np.ndarray, n_bins: int = 15) -> dict[st
     }
 
 
+def reliability_bins(rows: Sequence[dict[str, Any]], cls: str) -> dict[str, list[float]]:
+    """Summed reliability bins of one class over per-image rows from ``image_stats``.
+
+    Returns:
+        ``{"count", "sum_p", "sum_c"}``: per bin, the pixel count and the sums of predicted
+        probability and of confidence; bins of several evaluations add up.
+
+    Raises:
+        ValueError: No row of class ``cls``, or rows with different bin counts.
+    """
+    sel = [r for r in rows if r.get("class") == cls]
+    if not sel:
+        raise ValueError(f"reliability_curve: no row of class {cls!r}")
+    try:
+        count = np.sum([r["_bin_count"] for r in sel], axis=0)
+        sum_p = np.sum([r["_bin_sum_p"] for r in sel], axis=0)
+        sum_c = np.sum([r["_bin_sum_c"] for r in sel], axis=0)
+    except ValueError:
+        raise ValueError("reliability_curve: rows were computed with different n_bins") from None
+    return {"count": count.tolist(), "sum_p": sum_p.tolist(), "sum_c": sum_c.tolist()}
+
+
+def curve_from_bins(bins: dict[str, Sequence[float]]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(bin_centers, mean_pred, mean_conf, counts)`` from :func:`reliability_bins` output."""
+    count = np.asarray(bins["count"], dtype=np.float64)
+    sum_p = np.asarray(bins["sum_p"], dtype=np.float64)
+    sum_c = np.asarray(bins["sum_c"], dtype=np.float64)
+    centers = (np.arange(count.shape[-1]) + 0.5) / count.shape[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.where(count > 0, sum_p / np.where(count > 0, count, 1), np.nan)
+        mean_c = np.where(count > 0, sum_c / np.where(count > 0, count, 1), np.nan)
+    return centers, mean_p, mean_c, count
+
+
 def reliability_curve(
     rows: Sequence[dict[str, Any]], cls: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -147,18 +184,4 @@ def reliability_curve(
     Raises:
         ValueError: No row of class ``cls``, or rows with different bin counts.
     """
-    sel = [r for r in rows if r.get("class") == cls]
-    if not sel:
-        raise ValueError(f"reliability_curve: no row of class {cls!r}")
-    try:
-        count = np.sum([r["_bin_count"] for r in sel], axis=0)
-        sum_p = np.sum([r["_bin_sum_p"] for r in sel], axis=0)
-        sum_c = np.sum([r["_bin_sum_c"] for r in sel], axis=0)
-    except ValueError:
-        raise ValueError("reliability_curve: rows were computed with different n_bins") from None
-    n_bins = count.shape[-1]
-    centers = (np.arange(n_bins) + 0.5) / n_bins
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_p = np.where(count > 0, sum_p / np.where(count > 0, count, 1), np.nan)
-        mean_c = np.where(count > 0, sum_c / np.where(count > 0, count, 1), np.nan)
-    return centers, mean_p, mean_c, count
+    return curve_from_bins(reliability_bins(rows, cls))

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from confseg.cli.common import (
+    Overwrite,
+    Quiet,
+    Threads,
+    error_line,
+    parse_sets,
+    set_threads,
+    user_errors,
+)
+from confseg.cli.study import study_app
 from confseg.errors import ConfsegError
 from confseg.progress import console, progress_bar
 
@@ -24,73 +31,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
-Threads = Annotated[int | None, typer.Option(
-    help="CPU threads for torch (default: torch's own, with OpenMP threads that sleep instead "
-         "of spin-waiting; 1 is fastest on a busy machine).")]
-
-
-def set_threads(threads: int | None) -> None:
-    """Use ``threads`` CPU threads: set before torch starts its pool where possible.
-
-    Without ``--threads`` (and without ``OMP_NUM_THREADS``), a machine that is already busy
-    (1-minute load average within half a core of the core count) gets 1 thread: there torch's
-    spin-waiting OpenMP threads fight the other work (measured in docs/results.md, "CPU
-    settings"); an idle machine keeps torch's default, which is fastest there.
-    """
-    if threads is None:
-        if "OMP_NUM_THREADS" in os.environ or not hasattr(os, "getloadavg"):
-            return
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
-        if cores > 1 and os.getloadavg()[0] >= cores - 0.5:
-            threads = 1
-        else:
-            return
-    if threads < 1:
-        raise ConfsegError(f"--threads {threads}: give a number >= 1")
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ["MKL_NUM_THREADS"] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")]
-
-
-def _error(message: str) -> None:
-    """Print one ``error:`` line.
-
-    Escaped: messages hold brackets such as ``confseg[medical]`` that rich would otherwise
-    take for markup and drop.
-    """
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def user_errors(fn: F) -> F:
-    """A user mistake becomes one ``error:`` line and exit status 2, never a traceback.
-
-    ConfsegError carries the message; an OSError on a path the user gave (permission denied,
-    disk full, a file where a folder should be) is reported by its file name. Ctrl-C prints
-    where the work stands and exits 130.
-    """
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfsegError as exc:
-            _error(str(exc))
-            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
-        except OSError as exc:
-            where = exc.filename or "a file"
-            _error(f"{where}: {exc.strerror or exc}; check the path and its permissions")
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            _error("interrupted (Ctrl-C); nothing more was written")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
+app.add_typer(study_app, name="study")
 
 
 @app.command()
@@ -291,7 +232,7 @@ def train(
         "devices": _int_or_word(devices, "auto", "--devices") if devices else None,
         "val": val, "precision": precision,
     }
-    for key, value in _parse_sets(set_ or []).items():
+    for key, value in parse_sets(set_ or []).items():
         if opts.get(key) is not None:
             raise ConfsegError(f"--set {key}=...: {key} is also given as an option; give it once")
         opts[key] = value
@@ -339,23 +280,6 @@ def _apply_preset(name: str, opts: dict[str, Any], *, config: Path | None, budge
         raise ConfsegError(f"--preset {name!r}; choose one of {', '.join([*PRESETS, 'auto'])}")
     # recorded in config.yaml (TrainConfig.extra), so the run says how it was configured
     return {**opts, **{k: v for k, v in values.items() if opts.get(k) is None}, "extra": record}
-
-
-def _parse_sets(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values are read as YAML scalars (``3``, ``0.5``, ``true``, text)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfsegError(f"--set {item!r}: write KEY=VALUE, e.g. --set augment=0.5")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        out[key.strip().replace("-", "_")] = value
-    return out
 
 
 def _int_or_word(text: str, word: str, option: str) -> int | str:
@@ -527,10 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except cx.UsageError as exc:
         cmd = exc.ctx.command_path if exc.ctx else "confseg"
-        _error(f"{exc.format_message()} (see `{cmd} --help`)")
+        error_line(f"{exc.format_message()} (see `{cmd} --help`)")
         return 2
     except (typer.Abort, KeyboardInterrupt):
-        _error("interrupted (Ctrl-C)")
+        error_line("interrupted (Ctrl-C)")
         return 130
     return int(code or 0)
 
