@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DATA ?= demo/synthetic
-DEMO_RUN ?= demo/runs/demo
+DEMO_STUDY ?= demo/study
 
 .PHONY: demo test lint install clean
 
@@ -13,13 +13,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch pinned so pip takes the local CPU wheel (a looser spec pulls a multi-GB CUDA build).
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[dev,medical,annotator,onnx]" "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[dev,medical,annotator,onnx,ray]" "torch==2.13.0"
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m confseg.demo --data $(DEMO_DATA) --run $(DEMO_RUN)
+	$(BIN)/python -m confseg.demo --data $(DEMO_DATA) --out $(DEMO_STUDY)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for it, p, c in zip(te, prob, c_te, strict=True):
                 for r in image_stats(p, c, classes=classes):
                     r.update(id=it.id, patient=it.patient)
-                    fold_rows.append(r)
+                    fold_rows.append(public_row(r))
             cache.write_text(json.dumps({"key": key, "train_s": plain_s, "rows": fold_rows},
                                         default=float))
         plain_rows += fold_rows
@@ -203,7 +203,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           "confseg_precision": run.read_status().get("precision"),
                           "tta": kw.get("tta", "none")})
         log(f"fold {f}: plain {plain_s:.0f} s, confseg {conf_s:.0f} s")
-    plain_rows = [public_row(r) for r in plain_rows]
     result: dict[str, Any] = {
         "benchmark": "vs_monai", "data": str(args.data), "k": args.k, "seed": args.seed,
         "torch_threads": torch.get_num_threads(),

@@ -1,10 +1,12 @@
-"""``make demo``: the main job on the embedded synthetic dataset, end to end.
+"""``make demo``: the confidence-threshold study on the embedded synthetic dataset, end to end.
 
-1. generate the synthetic lung-ultrasound dataset (if missing),
-2. summarise it (``dataset_info``),
-3. train ``fpn-resnet18`` with ``threshold:0.6`` on fold 0 (patient-level split),
-4. evaluate on the held-out patients (Dice vs annotator and vs synthetic truth, calibration,
-   patient-bootstrap intervals), and print where everything is.
+1. generate the synthetic lung-ultrasound dataset (if missing) and summarise it,
+2. run a study: six label strategies x 3 patient-level folds x 1 seed (short training at
+   small size, every patient tested once), on a local pool of worker processes,
+3. collect paired statistics, print the summary table, write the study report.
+
+Rerunning continues an unfinished demo study (finished cells are kept); a demo study with
+other settings is replaced.
 """
 
 from __future__ import annotations
@@ -17,21 +19,28 @@ from confseg.data import load_dataset
 from confseg.data.info import dataset_info
 from confseg.progress import console, progress_bar
 
+#: The demo's strategies: the conventional label, the naive and the high thresholds, the soft
+#: target and confidence weights.
+DEMO_STRATEGIES = ("threshold:0", "threshold:0.5", "threshold:0.6", "threshold:0.8", "soft",
+                   "weighted")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns a process exit code."""
     ap = argparse.ArgumentParser(prog="python -m confseg.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="demo/synthetic", help="synthetic dataset folder")
-    ap.add_argument("--run", default="demo/runs/demo", help="run folder")
+    ap.add_argument("--out", default="demo/study", help="study folder")
     ap.add_argument("--patients", type=int, default=24)
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--image-size", type=int, default=256, help="generated image side")
-    ap.add_argument("--size", type=int, default=128, help="training input side")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--strategy", default="threshold:0.6")
+    ap.add_argument("--size", type=int, default=96, help="training input side")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--strategies", nargs="+", default=list(DEMO_STRATEGIES))
     ap.add_argument("--model", default="fpn-resnet18")
+    ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
@@ -41,53 +50,65 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except ConfsegError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 2
+        return getattr(exc, "exit_code", 2)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from confseg.config import TrainConfig
-    from confseg.metrics.segmentation import HEADLINE
+    from rich.console import Console
+
+    from confseg.errors import StudyError
+    from confseg.report.study_report import write_study_report
+    from confseg.runs import StudyFolder
+    from confseg.study import StudySpec, run_study
+    from confseg.study.table import missing_lines, summary_sentences, summary_table
     from confseg.synth import generate
-    from confseg.workflows import train_and_evaluate
 
     t0 = time.perf_counter()
     data = Path(args.data)
     if not (data / "dataset.json").exists():
-        console.print(f"[bold]1/4[/bold] generating the synthetic LUS dataset in {data}")
+        console.print(f"[bold]1/3[/bold] generating the synthetic LUS dataset in {data}")
         with progress_bar("synth", quiet=args.quiet) as prog:
             generate(data, patients=args.patients, views=args.views, days=args.days,
                      size=args.image_size, seed=0, raters=3, progress=prog)
     else:
-        console.print(f"[bold]1/4[/bold] using the existing dataset {data}")
+        console.print(f"[bold]1/3[/bold] using the existing dataset {data}")
     info = dataset_info(load_dataset(data))
-    console.print(f"[bold]2/4[/bold] {info['items']} images, {info['patients']} patients, "
-                  f"classes {', '.join(info['classes'])}; confidence levels "
-                  + "; ".join(f"{c}: {v['levels']}" for c, v in info["classes"].items()))
-    run = Path(args.run)
-    console.print(f"[bold]3/4[/bold] training {args.model} with {args.strategy} on fold 0 "
-                  f"({args.epochs} epochs at {args.size}px) -> {run}")
-    cfg = TrainConfig(data=str(data), out=str(run), model=args.model, strategy=args.strategy,
-                      fold=0, k=5, epochs=args.epochs, size=args.size, batch_size=8,
-                      lr=2e-3, patience=0, seed=0)
-    folder = train_and_evaluate(cfg, overwrite=True, quiet=args.quiet)
-    summary = folder.summary()
-    console.print(f"[bold]4/4[/bold] test fold: {summary['n_images']} images of "
-                  f"{summary['n_patients']} held-out patients")
-    for cls, m in summary["classes"].items():
-        parts = []
-        for key in ("dice_truth", "dice@0.6", "dice@any", "ece"):
-            label = HEADLINE[key]
-            if key in m:
-                parts.append(f"{label} {m[key]['mean']:.3f} [{m[key]['lo']:.3f}, "
-                             f"{m[key]['hi']:.3f}]")
-        console.print(f"  {cls:13s} " + " | ".join(parts), highlight=False)
-    status = folder.read_status()
-    console.print(f"done in {time.perf_counter() - t0:.0f} s "
-                  f"({status.get('seconds_per_epoch', 0):.1f} s/epoch)")
-    console.print(f"report: {folder.report_path.resolve()}")
-    console.print(f"run folder: {folder.root.resolve()} (summary.json, per_case.csv, "
-                  "progress.png, reliability_*.png, examples/)")
-    return 0
+    console.print(f"    {info['items']} images, {info['patients']} patients, classes "
+                  f"{', '.join(info['classes'])}")
+    spec = StudySpec(data=str(data), strategies=tuple(args.strategies), k=args.folds, seeds=1,
+                     base={"model": args.model, "epochs": args.epochs, "size": args.size,
+                           "batch_size": 8, "lr": 2e-3, "patience": 0, "val": "none"})
+    console.print(f"[bold]2/3[/bold] study: {len(spec.strategies)} strategies x {spec.k} folds "
+                  f"x 1 seed = {len(spec.cells())} runs of {args.model}, {args.epochs} epochs "
+                  f"at {args.size}px -> {args.out}")
+    command = ("python -m confseg.demo " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+        if k not in ("quiet", "strategies", "jobs") and v is not None))
+    try:
+        summary = run_study(spec, args.out, jobs=args.jobs, quiet=args.quiet, command=command)
+    except StudyError as exc:
+        if "holds a study with another" not in str(exc):
+            raise
+        console.print(f"    {args.out} holds a demo study with other settings; replacing it")
+        summary = run_study(spec, args.out, jobs=args.jobs, quiet=args.quiet, command=command,
+                            overwrite=True)
+    folder = StudyFolder(args.out)
+    paired = folder.read_json(folder.paired_path)
+    wide = Console(stderr=True, width=max(console.width, 150))
+    console.print(f"[bold]3/3[/bold] {summary['finished_cells']}/{summary['n_cells']} runs "
+                  f"finished; every one of {summary['n_patients']} patients tested once")
+    for cls in summary["classes"]:
+        wide.print(summary_table(summary, paired, cls=cls, reference="threshold:0"))
+        for line in summary_sentences(summary, cls=cls, metrics=summary["metrics"][:1]):
+            wide.print(f"  {line}", highlight=False)
+    for line in missing_lines(summary):
+        console.print(f"[yellow]missing:[/yellow] {line}", highlight=False)
+    report = write_study_report(folder)
+    console.print(f"done in {time.perf_counter() - t0:.0f} s")
+    console.print(f"report: {report.resolve()}")
+    console.print(f"study folder: {folder.root.resolve()} (study.yaml, cells/, results/"
+                  "per_case.csv, results/paired.json)")
+    return 0 if summary["finished_cells"] == summary["n_cells"] else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

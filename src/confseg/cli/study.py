@@ -205,10 +205,13 @@ def _print_summary(folder: Path, s: dict[str, Any], *, paired: dict[str, Any] | 
     paired = paired if paired is not None else sf.read_json(sf.paired_path)
     if reference is None and paired.get("references"):
         reference = paired["references"][0]
+    from rich.console import Console
+
+    wide = Console(stderr=True, width=max(console.width, 150))
     for cls in s["classes"]:
-        console.print(summary_table(s, paired, cls=cls, metric=metric, reference=reference))
+        wide.print(summary_table(s, paired, cls=cls, metric=metric, reference=reference))
         for line in summary_sentences(s, cls=cls):
-            console.print(f"  {line}", highlight=False)
+            wide.print(f"  {line}", highlight=False)
     lines = missing_lines(s)
     if lines:
         console.print(f"[yellow]{len(lines)} of {s['n_cells']} cells are missing from the "

@@ -26,16 +26,23 @@ def _cell(m: dict[str, Any] | None) -> str:
     return f"{m['mean']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]"
 
 
+def table_metrics(summary: dict[str, Any]) -> list[str]:
+    """The metrics a terminal table shows: truth and reference Dice, QUBIQ, ECE."""
+    return [m for m in summary["metrics"]
+            if m == "dice_truth" or m.startswith("dice@") or m in ("qubiq", "ece")]
+
+
 def summary_table(summary: dict[str, Any], paired: dict[str, Any], *, cls: str,
-                  metric: str | None = None, reference: str | None = None) -> Table:
+                  metric: str | None = None, reference: str | None = None,
+                  metrics: list[str] | None = None) -> Table:
     """Strategies x metrics (mean [95 % interval]) for one class, best marked with ``*``.
 
     With a ``reference`` strategy, a last column gives each strategy's paired difference
     against it on ``metric`` (default: the first headline metric) with its Holm-adjusted
-    Wilcoxon p-value.
+    Wilcoxon p-value. ``metrics`` defaults to :func:`table_metrics`.
     """
-    metrics = summary["metrics"]
-    metric = metric or metrics[0]
+    metrics = metrics or table_metrics(summary)
+    metric = metric or summary["metrics"][0]
     best = summary["best"].get(cls, {})
     t = Table(title=f"{cls}: mean [95% patient-bootstrap interval], "
                     f"{summary['finished_cells']}/{summary['n_cells']} cells, "
@@ -67,7 +74,7 @@ def summary_sentences(summary: dict[str, Any], *, cls: str, metrics: list[str] |
                       ) -> list[str]:
     """One plain sentence per metric: the best strategy, or that it ties the runner-up."""
     best = summary["best"].get(cls, {})
-    return [best[m]["sentence"] for m in (metrics or summary["metrics"]) if m in best]
+    return [best[m]["sentence"] for m in (metrics or table_metrics(summary)) if m in best]
 
 
 def missing_lines(summary: dict[str, Any]) -> list[str]:
