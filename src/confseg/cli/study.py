@@ -44,6 +44,9 @@ def run(
         "--set", help="Any train option for every cell, KEY=VALUE (repeatable).")] = None,
     config: Annotated[Path | None, typer.Option(
         help="YAML base recipe for every cell (options override it).")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="A tested recipe for every cell (recommended, fpn-lus); options override it.")]
+    = None,
     references: Annotated[list[str] | None, typer.Option(
         help="Confidence levels the Dice is measured against (default: any,0.6).")] = None,
     compare: Annotated[list[str] | None, typer.Option(
@@ -86,6 +89,14 @@ def run(
             raise ConfsegError(f"{config}: not valid YAML; fix it") from None
         if not isinstance(base, dict):
             raise ConfsegError(f"{config}: must be a mapping of option: value")
+    if preset is not None:
+        from confseg.config import PRESETS
+
+        if preset not in PRESETS:
+            hint = (" (plan one run with `confseg train --preset auto`, then pass its "
+                    "config.yaml as --config)" if preset == "auto" else "")
+            raise ConfsegError(f"--preset {preset!r}; choose one of {', '.join(PRESETS)}{hint}")
+        base = {**PRESETS[preset], **base}
     base.update({k: v for k, v in (("model", model), ("epochs", epochs), ("size", size))
                  if v is not None})
     base.update(parse_sets(set_ or []))
@@ -207,7 +218,7 @@ def _print_summary(folder: Path, s: dict[str, Any], *, paired: dict[str, Any] | 
         reference = paired["references"][0]
     from rich.console import Console
 
-    wide = Console(stderr=True, width=max(console.width, 150))
+    wide = Console(stderr=True, width=max(console.width, 180))
     for cls in s["classes"]:
         wide.print(summary_table(s, paired, cls=cls, metric=metric, reference=reference))
         for line in summary_sentences(s, cls=cls):

@@ -30,6 +30,7 @@ from confseg.metrics.segmentation import LEVELS
 from confseg.preprocess import to_display
 from confseg.runs import FINISHED, StudyFolder
 from confseg.study.spec import Cell, StudySpec, reference_metric
+from confseg.study.table import label
 from confseg.viz.overlay import overlay_confidence
 
 #: Metrics where lower is better.
@@ -62,6 +63,7 @@ def patient_values(rows: Sequence[dict[str, Any]], metric: str, cls: str) -> dic
 
 def _sentence(cls: str, metric: str, best: str, runner: str | None,
               diff: dict[str, float] | None) -> tuple[bool, str]:
+    metric = label(metric)
     if runner is None or diff is None or not math.isfinite(diff.get("lo", math.nan)):
         return False, f"{best} is the only strategy with {metric} results for {cls}."
     if diff["lo"] > 0 or diff["hi"] < 0:

@@ -9,6 +9,7 @@ as interrupted.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
@@ -18,7 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from confseg.data import load_dataset
+from confseg.data import Dataset, load_dataset
+from confseg.data.info import dataset_info
 from confseg.data.splits import make_splits
 from confseg.errors import StudyError
 from confseg.progress import console
@@ -26,6 +28,9 @@ from confseg.runs import FAILED, FINISHED, INTERRUPTED, RUNNING, TRAINED, StudyF
 from confseg.study.collect import collect
 from confseg.study.executors import Plan, make_executor
 from confseg.study.spec import Cell, StudySpec
+from confseg.targets import Threshold, parse_strategy
+
+log = logging.getLogger("confseg")
 
 PENDING = "pending"
 
@@ -68,6 +73,7 @@ def open_study(spec: StudySpec, out: str | os.PathLike[str], *, overwrite: bool 
         return folder
     folder.prepare(overwrite=overwrite, inputs=[spec.data])
     ds = load_dataset(spec.data)
+    warn_same_targets(spec, ds)
     splits = make_splits(ds, k=spec.k, seed=spec.split_seed)
     from confseg.data import write_splits
 
@@ -79,6 +85,28 @@ def open_study(spec: StudySpec, out: str | os.PathLike[str], *, overwrite: bool 
         "confseg": confseg.__version__, "python": platform.python_version(),
         "cwd": os.getcwd()}})
     return folder
+
+
+def warn_same_targets(spec: StudySpec, ds: Dataset) -> None:
+    """Warn when two threshold strategies keep the same pixels on this data (same targets).
+
+    With confidence levels 20/40/60/80/100 %, ``threshold:0.5`` and ``threshold:0.6`` keep the
+    same pixels: their cells train the same model twice.
+    """
+    info = dataset_info(ds)
+    levels = sorted({lv / 100 for c in info["classes"].values() for lv in c["levels"] if lv > 0})
+    seen: dict[float | None, str] = {}
+    for s in spec.strategies:
+        strat = parse_strategy(s)
+        if not isinstance(strat, Threshold) or strat.t <= 0:
+            continue
+        kept = next((lv for lv in levels if lv >= strat.t - 1e-9), None)
+        if kept in seen:
+            log.warning(f"{s} and {seen[kept]} keep the same pixels on {ds.root} (confidence "
+                        f"levels {', '.join(f'{lv:.0%}' for lv in levels)}): their cells train "
+                        "on identical targets")
+        else:
+            seen[kept] = s
 
 
 def run_study(spec: StudySpec, out: str | os.PathLike[str], *, jobs: int | None = None,

@@ -11,13 +11,12 @@ from confseg.metrics.segmentation import HEADLINE
 
 
 def label(metric: str) -> str:
-    """Human name of a metric (``dice@0.6`` -> ``Dice vs label ≥60%``)."""
-    if metric in HEADLINE:
-        return HEADLINE[metric]
+    """Short name of a metric for a terminal column (``dice@0.6`` -> ``Dice ≥60%``)."""
+    if metric == "dice@any":
+        return "Dice any mark"
     if metric.startswith("dice@"):
-        level = metric.split("@", 1)[1]
-        return f"Dice vs label ≥{float(level) * 100:.0f}%"
-    return metric
+        return f"Dice ≥{float(metric.split('@', 1)[1]) * 100:.0f}%"
+    return HEADLINE.get(metric, metric)
 
 
 def _cell(m: dict[str, Any] | None) -> str:
@@ -47,12 +46,13 @@ def summary_table(summary: dict[str, Any], paired: dict[str, Any], *, cls: str,
     t = Table(title=f"{cls}: mean [95% patient-bootstrap interval], "
                     f"{summary['finished_cells']}/{summary['n_cells']} cells, "
                     f"{summary['n_patients']} patients", title_justify="left")
-    t.add_column("strategy", no_wrap=True)
+    t.add_column("strategy", no_wrap=True, min_width=len(max(summary["strategies"], key=len)))
     for m in metrics:
-        t.add_column(label(m) + (" ↓" if m in summary["lower_is_better"] else ""), justify="right")
+        t.add_column(label(m) + (" ↓" if m in summary["lower_is_better"] else ""),
+                     justify="right")
     comp = (paired.get("comparisons", {}).get(reference) if reference else None)
     if comp is not None:
-        t.add_column(f"Δ {label(metric)} vs {reference} (p Holm)", justify="right")
+        t.add_column(f"Δ {label(metric)} vs {reference}, p (Holm)", justify="right")
     for s in summary["strategies"]:
         row = [s]
         for m in metrics:
@@ -63,7 +63,7 @@ def summary_table(summary: dict[str, Any], paired: dict[str, Any], *, cls: str,
             d = comp.get(s, {}).get(cls, {}).get(metric)
             row.append("reference" if s == reference else (
                 "-" if not d or not math.isfinite(d["mean"]) else
-                f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] (p {d['p_holm']:.2g})"
+                f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] p={d['p_holm']:.2g}"
                 if math.isfinite(d.get("p_holm", math.nan)) else
                 f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"))
         t.add_row(*row)
