@@ -78,7 +78,33 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-class EvalFolder:
+class _Folder:
+    """A folder with a root and JSON status files that are merged atomically."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.root)!r})"
+
+    @staticmethod
+    def _read_dict(path: Path) -> dict[str, Any]:
+        """A JSON object file ({} when absent or unreadable)."""
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return obj if isinstance(obj, dict) else {}
+
+    @classmethod
+    def _merge(cls, path: Path, fields: dict[str, Any]) -> None:
+        """Merge ``fields`` into a JSON object file (atomic)."""
+        obj = cls._read_dict(path)
+        obj.update(fields)
+        atomic_write_text(path, json.dumps(obj, indent=1, default=str) + "\n")
+
+
+class EvalFolder(_Folder):
     """Where one evaluation writes: summary, per-case table, reliability plots, examples.
 
     A run folder is the evaluation folder of its own test split; evaluations of another split
@@ -87,12 +113,6 @@ class EvalFolder:
     Args:
         root: The folder.
     """
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.root)!r})"
 
     @property
     def summary_path(self) -> Path:
@@ -126,11 +146,7 @@ class EvalFolder:
 
     def reliability(self) -> dict[str, dict[str, list[float]]]:
         """The parsed ``reliability.json`` ({} when absent or unreadable)."""
-        try:
-            obj = json.loads(self.reliability_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            return {}
-        return obj if isinstance(obj, dict) else {}
+        return self._read_dict(self.reliability_path)
 
     @property
     def examples_dir(self) -> Path:
@@ -298,11 +314,7 @@ class RunFolder(EvalFolder):
 
     def read_status(self) -> dict[str, Any]:
         """``run.json`` ({} when absent or unreadable)."""
-        try:
-            obj = json.loads(self.status_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            return {}
-        return obj if isinstance(obj, dict) else {}
+        return self._read_dict(self.status_path)
 
     @property
     def status(self) -> str | None:
@@ -311,9 +323,7 @@ class RunFolder(EvalFolder):
 
     def update_status(self, **fields: Any) -> None:
         """Merge ``fields`` into ``run.json`` (atomic)."""
-        status = self.read_status()
-        status.update(fields)
-        atomic_write_text(self.status_path, json.dumps(status, indent=1, default=str) + "\n")
+        self._merge(self.status_path, fields)
 
     def _evaluate_args(self) -> str:
         return str(self.root)
@@ -382,7 +392,7 @@ class RunFolder(EvalFolder):
         return Path(ds.root).resolve() == Path(self.config.data).resolve()
 
 
-class StudyFolder:
+class StudyFolder(_Folder):
     """A study's folder: the spec, the runner's status, the cells and the collected results.
 
     ::
@@ -403,12 +413,6 @@ class StudyFolder:
     Args:
         root: The study folder.
     """
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.root)!r})"
 
     # ----- paths ----------------------------------------------------------------------------
     @property
@@ -518,17 +522,11 @@ class StudyFolder:
 
     def read_status(self) -> dict[str, Any]:
         """``status.json`` ({} when absent or unreadable)."""
-        try:
-            obj = json.loads(self.status_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            return {}
-        return obj if isinstance(obj, dict) else {}
+        return self._read_dict(self.status_path)
 
     def update_status(self, **fields: Any) -> None:
         """Merge ``fields`` into ``status.json`` (atomic)."""
-        status = self.read_status()
-        status.update(fields)
-        atomic_write_text(self.status_path, json.dumps(status, indent=1, default=str) + "\n")
+        self._merge(self.status_path, fields)
 
     def write_json(self, path: Path, obj: Any) -> Path:
         """Write one of the ``results/*.json`` files atomically."""

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from confseg.data.clinical import ClinicalSchema, ClinicalTable, parse_rows
 from confseg.data.schema import (
     DEFAULT_SCALE,
     ClassSchema,
@@ -186,6 +187,28 @@ class Dataset:
                 raise DatasetError(f"{p}: line {n} has a different number of cells than the "
                                    f"header ({len(reader.fieldnames)}); fix that row")
         return rows
+
+    def clinical_table(self) -> ClinicalTable:
+        """``clinical.csv`` as typed rows with its schema.
+
+        The schema is ``dataset.json``'s ``clinical_schema``, or one inferred from the values
+        for a dataset written before schemas existed.
+
+        Raises:
+            DatasetError: no clinical.csv, or a value that does not fit its column.
+        """
+        p = self.clinical_path()
+        if not p.exists():
+            raise DatasetError(f"{self.root}: no clinical.csv; downstream tasks need one row "
+                               "per patient-day (patient, day, targets ...)")
+        raw = self.read_clinical()
+        with p.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f))
+        spec = self.meta.get("clinical_schema")
+        schema = (ClinicalSchema.from_json(spec, where=str(self.root / DATASET_JSON))
+                  if spec is not None else ClinicalSchema.infer(header, raw))
+        return ClinicalTable(schema=schema, rows=parse_rows(schema, header, raw, where=str(p)),
+                             path=p)
 
     # ----- writing ------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

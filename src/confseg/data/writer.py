@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import tempfile
@@ -12,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from confseg.data.clinical import ClinicalSchema, write_clinical_csv
 from confseg.data.dataset import DATASET_JSON, Dataset
 from confseg.data.schema import DEFAULT_SCALE, ClassSchema, ConfidenceLevel, Item, unit_to_percent
 from confseg.errors import DatasetError
@@ -138,14 +138,14 @@ class DatasetWriter:
         self.ds.items.append(it)
         return it
 
-    def write_clinical(self, rows: list[dict[str, Any]], columns: list[str]) -> None:
-        """Write clinical.csv (one row per patient-day)."""
-        path = self.tmp / "clinical.csv"
-        with path.open("w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    def write_clinical(self, rows: list[dict[str, Any]], schema: ClinicalSchema) -> None:
+        """Write clinical.csv (one row per patient-day) and its schema into dataset.json.
+
+        Raises:
+            DatasetError: a value that does not fit its column, or a column not in the schema.
+        """
+        write_clinical_csv(self.tmp / "clinical.csv", rows, schema)
+        self.ds.meta["clinical_schema"] = schema.to_json()
 
 
 def _to_percent(arr: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from confseg.data import DatasetWriter
+from confseg.data.clinical import ClinicalColumn, ClinicalSchema
 from confseg.errors import ImportLayoutError
 from confseg.importers._common import (
     PathLike,
@@ -37,26 +38,29 @@ CLASSES = ("pleural_line", "b_line", "a_line")
 ROOM_AIR_FIO2 = 0.21
 _VIDEO_RE = re.compile(r"^patient_(?P<pid>\d+)_(?P<view>[LR][1-3])(?:_(?P<rep>\d+))?$")
 _EXPECT_VIDEO = "lus_videos/patient_<id>_<L|R><1-3>.mp4"
-CLINICAL_COLUMNS = [
-    "patient",
-    "day",
-    "spo2",
-    "fio2",
-    "sf_ratio",
-    "spo2_with_ox",
-    "oxygen_liter",
-    "respiratory_rate",
-    "outcome_d30",
-    "outcome_d0",
-    "outcome_d1",
-    "outcome_d3",
-    "outcome_d5",
-    "outcome_d7",
-    "los_totaladmission",
-    "stay_icu",
-    "diagnosis",
-    "cov_test",
-]
+_STATUS = "state of the patient on day {} (0 ICU, 1 hospitalised, 2 discharged, 3 dead)"
+CLINICAL_SCHEMA = ClinicalSchema.of(
+    ClinicalColumn(name="spo2", kind="float", unit="%",
+                   description="SpO2 on room air (missing for patients already on oxygen)"),
+    ClinicalColumn(name="fio2", kind="float", description="0.21 when spo2 is present"),
+    ClinicalColumn(name="sf_ratio", kind="float", description="room-air SpO2 / 0.21"),
+    ClinicalColumn(name="spo2_with_ox", kind="float", unit="%",
+                   description="SpO2 with oxygen (a range is its midpoint)"),
+    ClinicalColumn(name="oxygen_liter", kind="float", unit="L/min", description="O2 flow"),
+    ClinicalColumn(name="respiratory_rate", kind="float", unit="/min",
+                   description="respiratory rate"),
+    *(ClinicalColumn(name=f"outcome_d{d}", kind="category", levels=("0", "1", "2", "3"),
+                     description=_STATUS.format(d)) for d in (30, 0, 1, 3, 5, 7)),
+    ClinicalColumn(name="los_totaladmission", kind="int", unit="days",
+                   description="length of stay of the admission"),
+    ClinicalColumn(name="stay_icu", kind="binary",
+                   description="admitted to ICU right after the ER (mostly empty)"),
+    ClinicalColumn(name="diagnosis", kind="category",
+                   description="the single clinical diagnosis flagged (empty if none or "
+                               "several)"),
+    ClinicalColumn(name="cov_test", kind="binary", description="COVID PCR result, 1 = positive"),
+)
+CLINICAL_COLUMNS = CLINICAL_SCHEMA.names
 _SOURCE_COLUMNS = {  # clinical.csv column -> clinical_variables.csv column
     "spo2_with_ox": "oxygen_saturation_with_ox",
     "oxygen_liter": "oxygen_liter",
@@ -245,6 +249,6 @@ def import_covid_blues(
                 severity_comment=(sev.get("comments") or "").strip() or None,
             )
             tick(progress, done, total)
-        w.write_clinical(clinical, CLINICAL_COLUMNS)
+        w.write_clinical(clinical, CLINICAL_SCHEMA)
         finish(w)
     return dst_p

@@ -14,8 +14,26 @@ from typing import Any
 
 import numpy as np
 
-CLINICAL_COLUMNS = ["patient", "day", "lung_water", "spo2", "fio2", "sf_ratio", "sf_change",
-                    "readmit_30d", "b_lines", "probe"]
+from confseg.data.clinical import ClinicalColumn, ClinicalSchema
+
+CLINICAL_SCHEMA = ClinicalSchema.of(
+    ClinicalColumn(name="lung_water", kind="float",
+                   description="simulated extravascular lung water in [0, 1] (latent; drives "
+                               "B-lines, S/F and readmission)"),
+    ClinicalColumn(name="spo2", kind="int", unit="%", description="peripheral O2 saturation"),
+    ClinicalColumn(name="fio2", kind="float", description="inspired O2 fraction"),
+    ClinicalColumn(name="sf_ratio", kind="float", description="SpO2 / FiO2"),
+    ClinicalColumn(name="sf_change", kind="category", levels=("up", "down", "same"),
+                   description="S/F against the previous day (|delta| <= 15 is same); empty "
+                               "on the first day"),
+    ClinicalColumn(name="readmit_30d", kind="binary",
+                   description="readmitted within 30 days (one value per patient)"),
+    ClinicalColumn(name="b_lines", kind="int", description="true B-lines summed over the "
+                                                            "patient-day's views"),
+    ClinicalColumn(name="probe", kind="category", levels=("convex", "linear"),
+                   description="probe used on every view and day"),
+)
+CLINICAL_COLUMNS = CLINICAL_SCHEMA.names
 SF_TOLERANCE = 15.0
 FIO2_STEPS = (0.21, 0.24, 0.28, 0.32, 0.36, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 1.00)
 SF_HEALTHY, SF_SEVERE = 470.0, 150.0

@@ -22,7 +22,7 @@ from confseg.synth.annotator import (
     segment_visibility,
 )
 from confseg.synth.clinical import (
-    CLINICAL_COLUMNS,
+    CLINICAL_SCHEMA,
     PatientCourse,
     clinical_rows,
     sample_course,
@@ -132,7 +132,7 @@ def generate(out: str | os.PathLike[str], *, patients: int = 40, views: int = 4,
                     done += 1
                     if progress is not None:
                         progress(done, total)
-        writer.write_clinical(rows, CLINICAL_COLUMNS)
+        writer.write_clinical(rows, CLINICAL_SCHEMA)
     return Path(out)
 
 
