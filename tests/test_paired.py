@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-from conftest import write_tiny_dataset
 
 from confseg.metrics.paired import (
     holm,
@@ -18,6 +17,8 @@ from confseg.metrics.paired import (
 )
 from confseg.runs import FINISHED, StudyFolder
 from confseg.study import StudySpec, collect
+
+from conftest import write_tiny_dataset
 
 PATIENTS = [f"p{i}" for i in range(12)]
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import av
 import numpy as np
 
 from confseg.errors import MediaError
 from confseg.io.atomic import atomic_path
+from confseg.io.video import iter_frames
 from confseg.synth.geometry import Geometry
 from confseg.synth.image import Speckle, render
 from confseg.synth.scene import Scene
@@ -68,10 +68,11 @@ def write_mp4(path: str | os.PathLike[str], frames: Sequence[np.ndarray], fps: i
 
 
 def read_frames(path: str | os.PathLike[str]) -> list[np.ndarray]:
-    """Decode every frame of a video as grey uint8 (for tests and checks)."""
-    p = Path(path)
-    try:
-        with av.open(str(p)) as container:
-            return [fr.to_ndarray(format="gray") for fr in container.decode(video=0)]
-    except av.FFmpegError as exc:
-        raise MediaError(f"{p}: cannot decode video ({exc})") from exc
+    """Decode every frame of a video as grey uint8 (for tests and checks).
+
+    Delegates to :func:`confseg.io.video.iter_frames`, the one video reader.
+
+    Raises:
+        MediaError: the file is missing or cannot be decoded.
+    """
+    return [frame for _, frame in iter_frames(path)]

@@ -1,0 +1,112 @@
+"""Segment a video frame by frame: batched inference, one letterbox per video, flat memory.
+
+Frames are read lazily (:func:`confseg.io.video.iter_frames`), sampled (every k-th, at most
+M), letterboxed into the model's square canvas with one :class:`~confseg.preprocess.Letterbox`
+fitted per video, and run through the model ``batch_size`` at a time; only one batch is in
+memory. Probabilities come back at the canvas resolution, cropped to the image (the frame
+scaled so its longer side is the model size, aspect ratio kept), which is what per-frame
+features need; ``full_size=True`` maps them back to the frame size instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from confseg.inference.ensemble import ProbabilityModel
+from confseg.inference.predictor import Predictor
+from confseg.io.video import VideoInfo, iter_frames, probe_video
+from confseg.preprocess import Letterbox, to_channels
+
+
+@dataclass(frozen=True)
+class SegmentedFrame:
+    """One sampled frame: its index, the frame as the model saw it, and the probabilities.
+
+    Attributes:
+        index: Frame index in the video.
+        image: ``(h, w)`` uint8 grey frame at the probabilities' resolution.
+        prob: ``(K, h, w)`` float32 probabilities.
+    """
+
+    index: int
+    image: np.ndarray
+    prob: np.ndarray
+
+
+def segment_video(model: ProbabilityModel, path: str | os.PathLike[str], *, every: int = 1,
+                  max_frames: int | None = None, batch_size: int = 16,
+                  full_size: bool = False) -> Iterator[SegmentedFrame]:
+    """Yield every sampled frame of ``path`` with its class probabilities.
+
+    Args:
+        model: A :class:`Predictor` (fast path: one letterbox per video, batched resize), or
+            any probability model such as an ensemble (frames at full size, its own batching).
+        path: A video file (MP4/AVI/..., or a DICOM cine).
+        every: Take every k-th frame.
+        max_frames: At most this many frames (spread over the video when its length is known).
+        batch_size: Frames per forward pass.
+        full_size: Probabilities at the frame's size instead of the canvas's.
+
+    Raises:
+        MediaError: the video cannot be read (from :mod:`confseg.io.video`).
+    """
+    info = probe_video(path)
+    frames = iter_frames(path, every=every, max_frames=max_frames, grey=True)
+    if isinstance(model, Predictor):
+        yield from _predictor_batches(model, info, frames, batch_size, full_size)
+        return
+    batch: list[tuple[int, np.ndarray]] = []
+    for item in frames:
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield from _generic(model, batch, batch_size)
+            batch = []
+    if batch:
+        yield from _generic(model, batch, batch_size)
+
+
+def _generic(model: ProbabilityModel, batch: list[tuple[int, np.ndarray]], batch_size: int
+             ) -> Iterator[SegmentedFrame]:
+    probs = model.probs_many([f for _, f in batch], batch_size=batch_size)
+    for (i, f), p in zip(batch, probs, strict=True):
+        yield SegmentedFrame(i, f, p)
+
+
+def _predictor_batches(model: Predictor, info: VideoInfo,
+                       frames: Iterator[tuple[int, np.ndarray]], batch_size: int,
+                       full_size: bool) -> Iterator[SegmentedFrame]:
+    box = Letterbox.fit(info.height, info.width, model.size)
+    batch: list[tuple[int, np.ndarray]] = []
+    for item in frames:
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield from _run(model, box, batch, full_size)
+            batch = []
+    if batch:
+        yield from _run(model, box, batch, full_size)
+
+
+@torch.inference_mode()
+def _run(model: Predictor, box: Letterbox, batch: list[tuple[int, np.ndarray]],
+         full_size: bool) -> Iterator[SegmentedFrame]:
+    h, w = box.new_height, box.new_width
+    x = torch.from_numpy(np.stack([to_channels(f, model.channels) for _, f in batch]))
+    if (h, w) != (box.height, box.width):
+        x = F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False,
+                          antialias=True)
+    small = x  # (N, C, h, w) in [0, 1], what the model sees
+    x = F.pad(x.float(), (0, box.size - w, 0, box.size - h)).to(model.device)
+    z = model.model(x).float().cpu()[:, :, :h, :w] / model.temperature
+    if full_size:
+        z = F.interpolate(z, size=(box.height, box.width), mode="bilinear", align_corners=False)
+    prob = torch.sigmoid(z).numpy()
+    for j, (i, f) in enumerate(batch):
+        image = f if full_size else (small[j].mean(0).clamp(0, 1) * 255).round().to(
+            torch.uint8).numpy()
+        yield SegmentedFrame(i, image, prob[j])
