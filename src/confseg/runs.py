@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from functools import cached_property
@@ -48,6 +49,11 @@ RUNNING, TRAINED, FINISHED, FAILED = "running", "trained", "finished", "failed"
 INTERRUPTED = "interrupted"
 #: Columns of the per-case tables that stay text (ids may look like numbers).
 TEXT_COLUMNS = ("id", "patient", "view", "day", "class", "strategy", "cell")
+
+
+def strategy_slug(strategy: str) -> str:
+    """A strategy's folder name under ``cells/``: ``threshold:0.6`` -> ``threshold-0.6``."""
+    return re.sub(r"[^A-Za-z0-9._]+", "-", strategy).strip("-")
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -438,6 +444,10 @@ class StudyFolder(_Folder):
     def cell(self, slug: str, fold: int, seed: int) -> RunFolder:
         """The run folder of one cell: ``cells/<slug>/fold_<f>/seed_<s>/``."""
         return RunFolder(self.cells_dir / slug / f"fold_{fold}" / f"seed_{seed}")
+
+    def strategy_cell(self, strategy: str, fold: int, seed: int) -> RunFolder:
+        """The run folder of a strategy's cell (the strategy as written in ``study.yaml``)."""
+        return self.cell(strategy_slug(strategy), fold, seed)
 
     def log_path(self, slug: str, fold: int, seed: int) -> Path:
         """``logs/<slug>_fold_<f>_seed_<s>.log``: the output of the cell's worker."""

@@ -389,6 +389,37 @@ def predict(
     typer.echo(f"wrote {len(paths)} files to {out}")
 
 
+@app.command("segment-videos")
+@user_errors
+def segment_videos_(
+    segmenter: Annotated[Path, typer.Argument(help="A run folder, or a study folder (every "
+                                                   "strategy, out-of-fold per patient).")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder with videos.")],
+    out: Annotated[Path, typer.Option(help="Downstream folder.")],
+    every: Annotated[int, typer.Option(help="Take every k-th frame.")] = 1,
+    max_frames: Annotated[int | None, typer.Option(
+        help="At most this many frames per video, spread over it.")] = None,
+    skip_bad: Annotated[bool, typer.Option(
+        help="Go on past a video that cannot be read; segment.json lists it.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Frames per forward pass.")] = 16,
+    threads: Threads = None,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Segment every video once per segmenter and cache per-frame features (rerun = continue)."""
+    set_threads(threads)
+    from confseg.downstream.segment import segment_videos
+
+    with progress_bar("videos", quiet=quiet) as prog:
+        info = segment_videos(segmenter, dataset, out, every=every, max_frames=max_frames,
+                              skip_bad=skip_bad, batch_size=batch_size, overwrite=overwrite,
+                              progress=prog)
+    for vid, why in info["skipped"].items():
+        console.print(f"[yellow]skipped[/yellow] {vid}: {escape(why)}", highlight=False)
+    typer.echo(f"wrote {out} ({info['videos']} videos, segmenters: "
+               f"{', '.join(info['segmenters'])}; per-frame features in <segmenter>/frames/)")
+
+
 @app.command()
 @user_errors
 def annotate(

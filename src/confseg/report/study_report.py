@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,11 @@ from confseg.errors import ConfsegError
 from confseg.io.atomic import atomic_write_text
 from confseg.metrics.calibration import curve_from_bins
 from confseg.metrics.segmentation import HEADLINE
-from confseg.runs import StudyFolder
+from confseg.runs import StudyFolder, strategy_slug
 from confseg.viz import study_plots
 from confseg.viz.plots import read_epoch_metrics
 
-
-def _slug(strategy: str) -> str:
-    """A strategy's folder name under ``cells/`` (as the study spells it)."""
-    return re.sub(r"[^A-Za-z0-9._]+", "-", strategy).strip("-")
+_slug = strategy_slug
 
 
 def _uri(png: bytes | None) -> str | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from confseg.config import TrainConfig
 from confseg.errors import ConfigError, ConfsegError
 from confseg.metrics.segmentation import LEVELS
-from confseg.runs import StudyFolder
+from confseg.runs import StudyFolder, strategy_slug
 from confseg.targets import parse_strategy
 
 #: The study sets these per cell; the base recipe may not.
@@ -50,7 +49,7 @@ def reference_metric(level: str) -> str:
 
 def slug(strategy: str) -> str:
     """Folder name of a strategy: ``threshold:0.6`` -> ``threshold-0.6``."""
-    return re.sub(r"[^A-Za-z0-9._]+", "-", strategy).strip("-")
+    return strategy_slug(strategy)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,103 @@
+"""segment-videos: features cached per video and segmenter, rerun skips, bad videos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from confseg.cli import main
+from confseg.config import TrainConfig
+from confseg.data import load_dataset
+from confseg.downstream.folder import DownstreamFolder, read_table
+from confseg.downstream.segment import segment_videos, segmenters_from
+from confseg.runs import StudyFolder
+from confseg.synth import generate
+from confseg.training import train
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("sv") / "syn", patients=3, views=2, days=2,
+                    size=64, seed=0, videos=True)
+
+
+@pytest.fixture(scope="module")
+def run(syn, tmp_path_factory):
+    cfg = TrainConfig(data=str(syn), out=str(tmp_path_factory.mktemp("r") / "run"),
+                      model="unet-resnet18", size=32, epochs=1, batch_size=4, k=3,
+                      val="none", patience=0)
+    return train(cfg, quiet=True)
+
+
+def test_segment_caches_features_and_rerun_skips(syn, run, tmp_path):
+    out = tmp_path / "ds"
+    info = segment_videos(run, syn, out, every=2, max_frames=3)
+    folder = DownstreamFolder(out)
+    assert info["videos"] == 12 and not info["skipped"]
+    first = load_dataset(syn).items[0]
+    frames = read_table(folder.frames_csv("run", first.id))
+    assert len(frames) == 3 and [int(f["frame"]) % 2 for f in frames] == [0, 0, 0]
+    assert {"b_line.area", "pleural_line.continuity", "a_line.count"} <= set(frames[0])
+    raw = read_table(folder.frames_csv("raw", first.id))
+    assert len(raw) == len(frames) and "raw.mean" in raw[0]
+    videos = read_table(folder.videos_csv("run"))
+    assert len(videos) == 12 and "b_line.count.mean" in videos[0]
+    # the run was trained on this dataset: its training patients are flagged
+    seen = {v["patient"]: v["seen_in_training"] for v in videos}
+    assert sorted(p for p, s in seen.items() if s == 1) == info["segmenters"]["run"][
+        "seen_in_training"]
+    days = read_table(folder.patient_days_csv("run"))
+    assert len(days) == 6 and days[0]["n_views"] == 2
+    assert f"view.{first.view}.b_line.area.mean" in days[0]
+    assert "all.mean.b_line.count.mean" in days[0]
+    mtime = folder.frames_csv("run", first.id).stat().st_mtime_ns
+    segment_videos(run, syn, out, every=2, max_frames=3)  # cached: nothing re-segmented
+    assert folder.frames_csv("run", first.id).stat().st_mtime_ns == mtime
+    with pytest.raises(Exception, match="segmented with other settings"):
+        segment_videos(run, syn, out, every=3)
+
+
+def test_bad_video_is_one_line_or_skipped(syn, run, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(syn, bad)
+    ds = load_dataset(bad)
+    victim = ds.path(ds.items[0].video)
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated: header only
+    out = tmp_path / "o"
+    assert main(["segment-videos", str(run), str(bad), "--out", str(out), "--max-frames", "2",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert ds.items[0].video.split("/")[-1] in err and len(err.strip().splitlines()) == 1
+    assert main(["segment-videos", str(run), str(bad), "--out", str(out), "--max-frames", "2",
+                 "--skip-bad", "--quiet"]) == 0
+    info = json.loads((out / "segment.json").read_text())
+    assert list(info["skipped"]) == [ds.items[0].id]
+    assert len(read_table(DownstreamFolder(out).videos_csv("run"))) == 11
+
+
+def test_study_segmenters_are_out_of_fold(syn, tmp_path):
+    from confseg.data.splits import make_splits, write_splits
+
+    ds = load_dataset(syn)
+    study = StudyFolder(tmp_path / "st")
+    study.root.mkdir()
+    splits = make_splits(ds, k=3, seed=0)
+    write_splits(study.splits_path, splits)
+    study.write_spec({"data": str(syn), "strategies": ["soft", "threshold:0.6"], "k": 3,
+                      "seeds": 1})
+    for s in ("soft", "threshold:0.6"):
+        for f in range(3):
+            cell = study.strategy_cell(s, f, 0)
+            cell.root.mkdir(parents=True)
+            cell.update_status(status="finished")
+    segs = segmenters_from(study.root, ds)
+    assert [s.name for s in segs] == ["soft", "threshold-0.6"]
+    for f in range(3):
+        for patient in splits.partition(f, val="none")[2]:
+            assert segs[1].run_for(patient).root == study.strategy_cell("threshold:0.6", f,
+                                                                        0).root
+    study.strategy_cell("soft", 2, 0).update_status(status="running")
+    with pytest.raises(Exception, match="not finished"):
+        segmenters_from(study.root, ds)
