@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -19,7 +20,7 @@ from confseg.training import train
 
 @pytest.fixture(scope="module")
 def syn(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("sv") / "syn", patients=3, views=2, days=2,
+    return generate(tmp_path_factory.mktemp("sv") / "syn", patients=8, views=2, days=2,
                     size=64, seed=0, videos=True)
 
 
@@ -34,8 +35,9 @@ def run(syn, tmp_path_factory):
 def test_segment_caches_features_and_rerun_skips(syn, run, tmp_path):
     out = tmp_path / "ds"
     info = segment_videos(run, syn, out, every=2, max_frames=3)
+    assert set(info["segmenters"]) == {"run"}
     folder = DownstreamFolder(out)
-    assert info["videos"] == 12 and not info["skipped"]
+    assert info["videos"] == 32 and not info["skipped"]
     first = load_dataset(syn).items[0]
     frames = read_table(folder.frames_csv("run", first.id))
     assert len(frames) == 3 and [int(f["frame"]) % 2 for f in frames] == [0, 0, 0]
@@ -43,13 +45,13 @@ def test_segment_caches_features_and_rerun_skips(syn, run, tmp_path):
     raw = read_table(folder.frames_csv("raw", first.id))
     assert len(raw) == len(frames) and "raw.mean" in raw[0]
     videos = read_table(folder.videos_csv("run"))
-    assert len(videos) == 12 and "b_line.count.mean" in videos[0]
+    assert len(videos) == 32 and "b_line.count.mean" in videos[0]
     # the run was trained on this dataset: its training patients are flagged
     seen = {v["patient"]: v["seen_in_training"] for v in videos}
     assert sorted(p for p, s in seen.items() if s == 1) == info["segmenters"]["run"][
         "seen_in_training"]
     days = read_table(folder.patient_days_csv("run"))
-    assert len(days) == 6 and days[0]["n_views"] == 2
+    assert len(days) == 16 and days[0]["n_views"] == 2
     assert f"view.{first.view}.b_line.area.mean" in days[0]
     assert "all.mean.b_line.count.mean" in days[0]
     mtime = folder.frames_csv("run", first.id).stat().st_mtime_ns
@@ -74,7 +76,7 @@ def test_bad_video_is_one_line_or_skipped(syn, run, tmp_path, capsys):
                  "--skip-bad", "--quiet"]) == 0
     info = json.loads((out / "segment.json").read_text())
     assert list(info["skipped"]) == [ds.items[0].id]
-    assert len(read_table(DownstreamFolder(out).videos_csv("run"))) == 11
+    assert len(read_table(DownstreamFolder(out).videos_csv("run"))) == 31
 
 
 def test_study_segmenters_are_out_of_fold(syn, tmp_path):
@@ -101,3 +103,19 @@ def test_study_segmenters_are_out_of_fold(syn, tmp_path):
     study.strategy_cell("soft", 2, 0).update_status(status="running")
     with pytest.raises(Exception, match="not finished"):
         segmenters_from(study.root, ds)
+
+
+@pytest.mark.parametrize("task", ["sf", "sf-change", "outcome"])
+def test_downstream_task_on_every_source(syn, run, tmp_path_factory, task):
+    from confseg.downstream.run import run_downstream
+
+    out = tmp_path_factory.getbasetemp() / "down"
+    s = run_downstream(syn, out, task=task, segmenters=[run], repeats=2, folds=3,
+                       max_frames=2, n_boot=50)
+    assert s["sources"] == ["raw", "annotation", "run"]
+    head = s["headline"]
+    for name in s["sources"]:
+        m = s["results"][name]["metrics"][head]
+        assert m["n_patients"] == 8 and math.isfinite(m["mean"])
+    assert set(s["paired"]["raw"]) == {"annotation", "run"}
+    assert DownstreamFolder(out).task_predictions(task).is_file()

@@ -422,6 +422,47 @@ def segment_videos_(
 
 @app.command()
 @user_errors
+def downstream(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder with videos and clinical.csv.")],
+    task: Annotated[str, typer.Option(help="sf, sf-change, outcome or severity.")],
+    out: Annotated[Path, typer.Option(help="Downstream folder (the segment-videos cache).")],
+    segmenters: Annotated[list[str] | None, typer.Option(
+        "--segmenters", help="Run or study folders (repeatable); segmented into --out first "
+                             "unless cached there.")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="Target column (default: sf_ratio, readmit_30d, severity).")] = None,
+    tolerance: Annotated[float, typer.Option(help="sf-change: |delta S/F| <= this is same.")]
+    = 15.0,
+    estimator: Annotated[str, typer.Option(help="linear or gbm.")] = "linear",
+    repeats: Annotated[int, typer.Option(help="Repeated outer splits.")] = 5,
+    folds: Annotated[int, typer.Option(help="Outer patient-grouped folds.")] = 5,
+    every: Annotated[int, typer.Option(help="Segment every k-th frame.")] = 1,
+    max_frames: Annotated[int | None, typer.Option(help="At most M frames per video.")] = None,
+    skip_bad: Annotated[bool, typer.Option(help="Go on past unreadable videos.")] = False,
+    threads: Threads = None,
+) -> None:
+    """Evaluate a clinical task on every feature source with nested patient-grouped CV."""
+    set_threads(threads)
+    from confseg.downstream.run import run_downstream
+
+    segs = [v.strip() for t in segmenters or [] for v in t.split(",") if v.strip()]
+    s = run_downstream(dataset, out, task=task, segmenters=segs, target=target,
+                       tolerance=tolerance, estimator=estimator, repeats=repeats, folds=folds,
+                       every=every, max_frames=max_frames, skip_bad=skip_bad)
+    head = s["headline"]
+    console.print(f"{task}: {s['n_samples']} samples of {s['n_patients']} patients, "
+                  f"{repeats}x{folds} patient-grouped splits, {estimator}")
+    for name in s["sources"]:
+        m = s["results"][name]["metrics"]
+        parts = [f"{k} {v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" for k, v in m.items()]
+        console.print(f"  {name:16s} " + " | ".join(parts), highlight=False)
+    for line in s["sentences"]:
+        console.print(f"  {line}", highlight=False)
+    typer.echo(f"wrote {out}/tasks/{task}/summary.json (headline {head})")
+
+
+@app.command()
+@user_errors
 def annotate(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
     rater: Annotated[str | None, typer.Option(

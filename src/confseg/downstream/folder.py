@@ -10,6 +10,10 @@
       segmenters/<name>/videos.csv          per-video statistics of the frame features
       segmenters/<name>/patient_days.csv    per patient-day features (views and across views)
       raw/videos.csv, raw/patient_days.csv  the same for the raw-image baseline
+      annotation/...                        the same from the annotations (the oracle)
+      tasks/<task>/summary.json             metrics with intervals per source, paired
+                                            differences against the references
+      tasks/<task>/predictions.csv          out-of-fold predictions of every source
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from confseg.errors import DatasetError
 from confseg.io.atomic import atomic_write_text
 
 RAW = "raw"
+ANNOTATION = "annotation"
 
 
 class DownstreamFolder:
@@ -45,8 +50,22 @@ class DownstreamFolder:
         return self.root / "segment.json"
 
     def source_dir(self, name: str) -> Path:
-        """``raw/`` for the baseline, else ``segmenters/<name>/``."""
-        return self.root / RAW if name == RAW else self.root / "segmenters" / name
+        """``raw/`` and ``annotation/`` for the baselines, else ``segmenters/<name>/``."""
+        if name in (RAW, ANNOTATION):
+            return self.root / name
+        return self.root / "segmenters" / name
+
+    def task_dir(self, task: str) -> Path:
+        """``tasks/<task>/``."""
+        return self.root / "tasks" / task
+
+    def task_summary(self, task: str) -> Path:
+        """``tasks/<task>/summary.json``."""
+        return self.task_dir(task) / "summary.json"
+
+    def task_predictions(self, task: str) -> Path:
+        """``tasks/<task>/predictions.csv``: out-of-fold predictions of every source."""
+        return self.task_dir(task) / "predictions.csv"
 
     def frames_csv(self, name: str, video_id: str) -> Path:
         """``<source>/frames/<video>.csv``."""

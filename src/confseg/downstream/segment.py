@@ -20,7 +20,7 @@ from typing import Any
 from confseg.data import Dataset, Item, load_dataset, read_splits
 from confseg.downstream.aggregate import patient_day_features, video_features
 from confseg.downstream.features import frame_features, raw_image_features
-from confseg.downstream.folder import RAW, DownstreamFolder, read_table, write_table
+from confseg.downstream.folder import ANNOTATION, RAW, DownstreamFolder, read_table, write_table
 from confseg.errors import ConfsegError, DatasetError, MediaError
 from confseg.inference import Predictor
 from confseg.inference.video import segment_video
@@ -124,17 +124,22 @@ def segment_videos(segmenter: str | os.PathLike[str], data: str | os.PathLike[st
     folder.root.mkdir(parents=True, exist_ok=True)
     skipped: dict[str, str] = dict(old.get("skipped", {})) if not overwrite else {}
     seconds: dict[str, float] = {}
-    total = len(items) * (len(segs) + 1)
     done = 0
-    for name, seg in [(RAW, None), *((s.name, s) for s in segs)]:
+    sources: list[tuple[str, Segmenter | None]] = [(RAW, None)]
+    if any(it.confidence for it in items):
+        sources.append((ANNOTATION, None))
+    sources += [(s.name, s) for s in segs]
+    total = len(items) * len(sources)
+    for name, seg in sources:
         t0 = time.perf_counter()
         predictors: dict[Path, Predictor] = {}
         for it in items:
             dest = folder.frames_csv(name, it.id)
             if not dest.is_file() and it.id not in skipped:
                 try:
-                    rows = _frames(ds, it, seg, predictors, every=every, max_frames=max_frames,
-                                   batch_size=batch_size)
+                    rows = (_annotation(ds, it) if name == ANNOTATION else
+                            _frames(ds, it, seg, predictors, every=every, max_frames=max_frames,
+                                    batch_size=batch_size))
                 except MediaError as exc:
                     if not skip_bad:
                         raise
@@ -155,6 +160,14 @@ def segment_videos(segmenter: str | os.PathLike[str], data: str | os.PathLike[st
             "skipped": skipped, "seconds": {**old.get("seconds", {}), **seconds}}
     folder.write_segment(info)
     return info
+
+
+def _annotation(ds: Dataset, it: Item) -> list[dict[str, Any]] | None:
+    """The oracle: features of the item's own annotation (confidence as probability)."""
+    if not it.confidence or not it.image:
+        return None
+    return [{"frame": 0, **frame_features(ds.read_confidence_stack(it), ds.classes,
+                                          image=ds.read_image(it))}]
 
 
 def _frames(ds: Dataset, it: Item, seg: Segmenter | None, predictors: dict[Path, Predictor], *,

@@ -1,0 +1,136 @@
+"""``confseg downstream``: one task, every feature source, identical splits, paired differences.
+
+Sources: ``raw`` (image statistics of the frames, no segmentation: what a user has without
+confseg), ``annotation`` (features of the annotations, the oracle, where the dataset has
+them), and each segmenter (a run, or each strategy of a study). Every source is evaluated
+on the same samples (the keys all sources have) and the same seeded splits; paired
+differences use the same patient draws.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from confseg.data import load_dataset
+from confseg.downstream.evaluate import HEADLINE, LOWER_IS_BETTER, bootstrap, nested_cv
+from confseg.downstream.folder import ANNOTATION, RAW, DownstreamFolder, write_table
+from confseg.downstream.segment import segment_videos
+from confseg.downstream.tasks import TaskTable, check_task, task_table
+from confseg.errors import DatasetError
+
+#: Paired references, the first present wins the headline comparison.
+REFERENCES = ("threshold-0", "threshold-0.5", RAW)
+
+
+def _common(tables: dict[str, TaskTable]) -> dict[str, TaskTable]:
+    """Restrict every source to the samples they all have (same order)."""
+    keys = set.intersection(*(set(t.keys) for t in tables.values()))
+    out = {}
+    for name, t in tables.items():
+        idx = [i for i, k in enumerate(t.keys) if k in keys]
+        idx.sort(key=lambda i: t.keys[i])
+        out[name] = TaskTable(task=t.task, kind=t.kind, X=t.X[idx], y=t.y[idx],
+                              groups=t.groups[idx], features=t.features,
+                              keys=[t.keys[i] for i in idx], classes=t.classes)
+    return out
+
+
+def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *, task: str,
+                   segmenters: Sequence[str | os.PathLike[str]] = (), target: str | None = None,
+                   tolerance: float = 15.0, estimator: str = "linear", repeats: int = 5,
+                   folds: int = 5, every: int = 1, max_frames: int | None = None,
+                   skip_bad: bool = False, n_boot: int = 500, seed: int = 0) -> dict[str, Any]:
+    """Evaluate ``task`` on every feature source; write ``tasks/<task>/``.
+
+    Segmenters not yet in ``out`` are segmented first (cached per video).
+
+    Returns:
+        The ``tasks/<task>/summary.json`` object.
+    """
+    check_task(task)
+    ds = load_dataset(data)
+    folder = DownstreamFolder(out)
+    t0 = time.perf_counter()
+    for seg in segmenters:
+        segment_videos(seg, ds.root, out, every=every, max_frames=max_frames, skip_bad=skip_bad)
+    info = folder.read_segment()
+    if not info:
+        raise DatasetError(f"{out}: no segmented videos; give --segmenters RUN_OR_STUDY (or "
+                           "run `confseg segment-videos` into this folder first)")
+    names = [RAW] + ([ANNOTATION] if folder.patient_days_csv(ANNOTATION).is_file() else [])
+    names += list(info["segmenters"])
+    tables = _common({n: task_table(task, folder, n, ds, target=target, tolerance=tolerance)
+                      for n in names})
+    first = tables[names[0]]
+    results: dict[str, Any] = {}
+    fits = {}
+    for n in names:
+        fits[n] = nested_cv(tables[n], estimator=estimator, repeats=repeats, folds=folds,
+                            seed=seed)
+        results[n] = {"metrics": bootstrap(first.kind, first.y, first.groups, fits[n],
+                                           n_boot=n_boot, seed=seed),
+                      "mean_over_repeats": fits[n]["metrics"],
+                      "n_features": len(tables[n].features)}
+    headline = HEADLINE[first.kind]
+    refs = [r for r in REFERENCES if r in fits]
+    paired: dict[str, Any] = {}
+    for ref in refs:
+        paired[ref] = {}
+        for n in names:
+            if n == ref:
+                continue
+            diff = bootstrap(first.kind, first.y, first.groups, fits[n], other=fits[ref],
+                             n_boot=n_boot, seed=seed)
+            splits = [a[headline] - b[headline] for a, b in zip(
+                fits[n]["split_metrics"], fits[ref]["split_metrics"], strict=True)]
+            paired[ref][n] = {**diff, "per_split": {
+                "mean": float(np.nanmean(splits)), "lo": float(np.nanquantile(splits, 0.025)),
+                "hi": float(np.nanquantile(splits, 0.975)), "n_splits": len(splits)}}
+    summary = {
+        "task": task, "kind": first.kind, "target": target or None, "dataset": str(ds.root),
+        "estimator": estimator, "repeats": repeats, "folds": folds, "seed": seed,
+        "n_samples": len(first.y), "n_patients": len(set(first.groups)),
+        "headline": headline, "lower_is_better": headline in LOWER_IS_BETTER,
+        "classes": list(first.classes), "sources": names, "results": results,
+        "paired": paired, "sentences": _sentences(names, results, paired, headline),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "interval": "95% patient bootstrap of the repeat-averaged out-of-fold predictions",
+    }
+    folder.task_dir(task).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, key in enumerate(first.keys):
+        row: dict[str, Any] = {"sample": key, "patient": first.groups[i], "y": first.y[i]}
+        for n in names:
+            row[n] = fits[n]["pred"][i]
+        rows.append(row)
+    write_table(folder.task_predictions(task), rows)
+    import json
+
+    from confseg.io.atomic import atomic_write_text
+
+    atomic_write_text(folder.task_summary(task), json.dumps(summary, indent=1, default=float)
+                      + "\n")
+    return summary
+
+
+def _sentences(names: list[str], results: dict[str, Any], paired: dict[str, Any],
+               headline: str) -> list[str]:
+    out = []
+    for ref, comps in paired.items():
+        for n, d in comps.items():
+            m = d[headline]
+            if not math.isfinite(m["lo"]):
+                continue
+            if m["lo"] > 0 or m["hi"] < 0:
+                out.append(f"{n} vs {ref}: {headline} differs by {m['mean']:+.3f} "
+                           f"[{m['lo']:+.3f}, {m['hi']:+.3f}].")
+            else:
+                out.append(f"{n} and {ref} are not distinguishable on {headline} "
+                           f"({m['mean']:+.3f} [{m['lo']:+.3f}, {m['hi']:+.3f}] includes 0).")
+    return out
