@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="confseg recipe: any other TrainConfig option (repeatable)")
+    ap.add_argument("--reuse-confseg", action="store_true",
+                    help="reuse confseg runs already trained in --work with the same config "
+                         "(e.g. folds trained by parallel invocations); times are the stored ones")
     ap.add_argument("--reuse-plain", action="store_true",
                     help="reuse the plain MONAI folds already trained in --work with the same "
                          "recipe (the plain side is deterministic); its times are the stored ones")
@@ -189,9 +192,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           size=args.size, batch_size=args.batch_size, lr=args.lr,
                           augment=args.augment, precision=args.precision, seed=args.seed,
                           patience=0, **_overrides(args.set))
-        t0 = time.perf_counter()
-        run = RunFolder(train(cfg, overwrite=True, quiet=True))
-        conf_s = time.perf_counter() - t0
+        old = RunFolder(cfg.out)
+        if (args.reuse_confseg and old.is_run() and old.status in ("trained", "finished")
+                and old.config == cfg):
+            log(f"fold {f}: confseg run reused from {old.root}")
+            run, conf_s = old, float(old.read_status().get("fit_seconds", 0.0))
+        else:
+            t0 = time.perf_counter()
+            run = RunFolder(train(cfg, overwrite=True, quiet=True))
+            conf_s = time.perf_counter() - t0
         kw: dict[str, Any] = {"quiet": True, "n_boot": 10, "examples": 0}
         if args.tta != "none" and "tta" in inspect.signature(evaluate_run).parameters:
             kw["tta"] = args.tta
