@@ -463,6 +463,29 @@ def downstream(
 
 @app.command()
 @user_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    out: Annotated[Path, typer.Option(help="Bundle folder.")],
+    format_: Annotated[list[str] | None, typer.Option(
+        "--format", help="torchscript and/or onnx (repeatable or comma-separated; default "
+                         "both).")] = None,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    overwrite: Overwrite = False,
+) -> None:
+    """Export a run as a deployable bundle (configs/metadata.json, models/model.ts, .onnx)."""
+    from confseg.inference.export import FORMATS, export_run
+
+    formats = [v.strip() for t in format_ or [] for v in t.split(",") if v.strip()] or list(
+        FORMATS)
+    path = export_run(run, out, formats=formats, checkpoint=checkpoint, overwrite=overwrite)
+    meta = json.loads((path / "configs" / "metadata.json").read_text())
+    check = meta.get("checks", {}).get("onnx_vs_eager_max_abs_prob")
+    typer.echo(f"wrote {path} ({', '.join(meta['formats'])}"
+               + (f"; ONNX vs eager: max |dp| {check:.1e}" if check is not None else "") + ")")
+
+
+@app.command()
+@user_errors
 def annotate(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
     rater: Annotated[str | None, typer.Option(

@@ -1,14 +1,30 @@
-"""Inference: load a run (or an ensemble of runs), predict probability maps."""
+"""Inference: load a run (or an ensemble of runs, or an exported bundle), predict probabilities.
 
-from confseg.errors import CheckpointError
-from confseg.inference.ensemble import (
-    TTA_MODES,
-    Ensemble,
-    ProbabilityModel,
-    check_tta,
-    load_predictor,
-)
-from confseg.inference.predictor import Predictor, load_checkpoint
+Names load lazily, so ``import confseg.inference.bundle`` (the deployable, torch-free
+predictor) does not import torch.
+"""
 
-__all__ = ["TTA_MODES", "CheckpointError", "Ensemble", "Predictor", "ProbabilityModel",
-           "check_tta", "load_checkpoint", "load_predictor"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TTA_MODES": "confseg.inference.ensemble",
+    "Ensemble": "confseg.inference.ensemble",
+    "ProbabilityModel": "confseg.inference.ensemble",
+    "check_tta": "confseg.inference.ensemble",
+    "load_predictor": "confseg.inference.ensemble",
+    "Predictor": "confseg.inference.predictor",
+    "load_checkpoint": "confseg.inference.predictor",
+    "BundlePredictor": "confseg.inference.bundle",
+    "CheckpointError": "confseg.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'confseg.inference' has no attribute {name!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ from confseg.models import create_model
 from confseg.models.spec import ModelSpec, load_checkpoint
 from confseg.preprocess import Letterbox, to_channels
 from confseg.runs import RunFolder
+
+if TYPE_CHECKING:
+    from confseg.inference.bundle import BundlePredictor
 
 
 class Predictor:
@@ -94,6 +98,13 @@ class Predictor:
             temperature = folder.temperature() if calibrated else 1.0
         return cls.from_checkpoint(folder.checkpoint(checkpoint), temperature=temperature,
                                    device=device)
+
+    @staticmethod
+    def from_bundle(bundle: str | os.PathLike[str], **kw: Any) -> BundlePredictor:
+        """An exported bundle's predictor (numpy + onnxruntime; see :mod:`.bundle`)."""
+        from confseg.inference.bundle import BundlePredictor
+
+        return BundlePredictor(bundle, **kw)
 
     def _prepare(self, image: np.ndarray) -> tuple[torch.Tensor, Letterbox]:
         x = torch.from_numpy(to_channels(image, self.channels))
