@@ -459,6 +459,9 @@ def downstream(
     for line in s["sentences"]:
         console.print(f"  {line}", highlight=False)
     typer.echo(f"wrote {out}/tasks/{task}/summary.json (headline {head})")
+    from confseg.report.downstream_report import write_downstream_report
+
+    typer.echo(f"report: {write_downstream_report(out)}")
 
 
 @app.command()

@@ -185,12 +185,20 @@ def summary(
         help="Reference strategy of the paired column (default: the first of --compare).")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json.")] = False,
+    by_downstream: Annotated[str | None, typer.Option(
+        help="Rank the strategies by a downstream task (sf, sf-change, outcome, severity) "
+             "evaluated with `confseg downstream ... --segmenters STUDY --out DIR`.")] = None,
+    downstream: Annotated[Path | None, typer.Option(
+        help="With --by-downstream: the downstream folder.")] = None,
 ) -> None:
     """The strategy x metric table, the best strategy per metric, paired differences."""
     from confseg.runs import StudyFolder
 
     sf = StudyFolder(folder).require()
     s = sf.read_json(sf.summary_path)
+    if by_downstream is not None:
+        _print_by_downstream(s, by_downstream, downstream)
+        return
     if as_json:
         typer.echo(json.dumps(s, indent=1, default=float))
         return
@@ -229,6 +237,51 @@ def _print_summary(folder: Path, s: dict[str, Any], *, paired: dict[str, Any] | 
                       "results:[/yellow]")
         for line in lines:
             console.print(f"  {line}", highlight=False)
+
+
+def _print_by_downstream(s: dict[str, Any], task: str, downstream: Path | None) -> None:
+    """Strategies ranked by a downstream metric, beside their segmentation rank."""
+    from rich.table import Table
+
+    from confseg.runs import strategy_slug
+
+    if downstream is None:
+        raise ConfsegError("--by-downstream needs --downstream DIR (the folder written by "
+                           "`confseg downstream DATASET --task TASK --segmenters STUDY`)")
+    path = downstream / "tasks" / task / "summary.json"
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfsegError(f"{path}: missing; run `confseg downstream DATASET --task {task} "
+                           f"--segmenters STUDY --out {downstream}` first") from None
+    head, lower = d["headline"], d["lower_is_better"]
+    seg_metric = s["metrics"][0]
+    cls = s["classes"][0]
+    seg_rank = sorted(s["strategies"], key=lambda x: -s["table"][x][cls][seg_metric]["mean"])
+    rows = [(st, d["results"][strategy_slug(st)]["metrics"][head]) for st in s["strategies"]
+            if strategy_slug(st) in d["results"]]
+    rows.sort(key=lambda r: r[1]["mean"] if lower else -r[1]["mean"])
+    t = Table(title=f"strategies by downstream {task} ({head}{', lower is better' if lower else ''}"
+                    f"; {d['repeats']}x{d['folds']} patient-grouped splits)",
+              title_justify="left")
+    for col in ("rank", "strategy", f"{head} [95%]", f"segmentation rank ({seg_metric}, {cls})"):
+        t.add_column(col)
+    for i, (st, m) in enumerate(rows, 1):
+        t.add_row(str(i), st, f"{m['mean']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]",
+                  str(seg_rank.index(st) + 1))
+    console.print(t)
+    sel = d.get("selection")
+    if sel:
+        m = sel["metrics"][head]
+        chosen = ", ".join(f"{k} {v}x" for k, v in sel["chosen"].items())
+        console.print(f"  choosing the strategy inside each outer split by its inner-CV score "
+                      f"(nested): {head} {m['mean']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]; "
+                      f"chosen: {chosen}", highlight=False)
+    for name in ("raw", "annotation"):
+        if name in d["results"]:
+            m = d["results"][name]["metrics"][head]
+            console.print(f"  baseline {name}: {head} {m['mean']:.3f} [{m['lo']:.3f}, "
+                          f"{m['hi']:.3f}]", highlight=False)
 
 
 @study_app.command("report")

@@ -107,6 +107,8 @@ def nested_cv(table: TaskTable, *, estimator: str = "linear", repeats: int = 5, 
     preds = np.full((repeats, len(y)), np.nan)
     probas = (np.zeros((repeats, len(y), len(classes))) if classes is not None else None)
     split_metrics, params = [], []
+    inner_scores: list[float] = []
+    tests: list[tuple[int, np.ndarray]] = []
     for r in range(repeats):
         for tr, te in _splitter(kind, k, seed + r, y).split(X, y, g):
             if classes is not None and len(np.unique(y[tr])) < 2:  # one class to learn from
@@ -114,6 +116,8 @@ def nested_cv(table: TaskTable, *, estimator: str = "linear", repeats: int = 5, 
                 probas[r][np.ix_(te, [c])] = 1.0
                 preds[r, te] = classes[c]
                 params.append({})
+                inner_scores.append(math.nan)
+                tests.append((r, te))
                 split_metrics.append({"repeat": r, **metrics(kind, y[te], preds[r, te],
                                                              probas[r][te])})
                 continue
@@ -125,6 +129,8 @@ def nested_cv(table: TaskTable, *, estimator: str = "linear", repeats: int = 5, 
                 warnings.simplefilter("ignore")
                 search.fit(X[tr], y[tr], groups=g[tr])
             params.append(search.best_params_)
+            inner_scores.append(float(search.best_score_))
+            tests.append((r, te))
             if probas is not None:
                 p = search.predict_proba(X[te])
                 cols = [int(np.searchsorted(classes, c)) for c in search.classes_]
@@ -144,7 +150,38 @@ def nested_cv(table: TaskTable, *, estimator: str = "linear", repeats: int = 5, 
     return {"pred": pred, "proba": mean_p, "split_metrics": split_metrics,
             "metrics": {key: float(np.nanmean([m[key] for m in per_repeat]))
                         for key in per_repeat[0]},
-            "best_params": params}
+            "best_params": params, "inner_scores": inner_scores, "tests": tests,
+            "preds": preds, "probas": probas, "classes": classes}
+
+
+def select_nested(fits: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Choose a source inside every outer split by its inner-CV score, keep its predictions.
+
+    The choice never sees the split's test patients (the inner score comes from the training
+    patients only), so the result is an honest estimate of "pick the strategy by its
+    downstream value". Every fit must come from the same splits.
+
+    Returns:
+        A fit-like dict (``pred``, ``proba``) plus ``chosen``: source -> how often it won.
+    """
+    names = list(fits)
+    first = fits[names[0]]
+    preds = np.full_like(first["preds"], np.nan)
+    probas = None if first["probas"] is None else np.zeros_like(first["probas"])
+    chosen: dict[str, int] = {}
+    for j, (r, te) in enumerate(first["tests"]):
+        scores = [fits[n]["inner_scores"][j] for n in names]
+        best = names[int(np.nanargmax(scores))] if np.isfinite(scores).any() else names[0]
+        chosen[best] = chosen.get(best, 0) + 1
+        preds[r, te] = fits[best]["preds"][r, te]
+        if probas is not None:
+            probas[r][te] = fits[best]["probas"][r][te]
+    if probas is not None:
+        mean_p = probas.mean(axis=0)
+        pred = first["classes"][np.argmax(mean_p, axis=1)]
+    else:
+        mean_p, pred = None, preds.mean(axis=0)
+    return {"pred": pred, "proba": mean_p, "chosen": dict(sorted(chosen.items()))}
 
 
 def bootstrap(kind: str, y: np.ndarray, groups: np.ndarray, result: dict[str, Any], *,

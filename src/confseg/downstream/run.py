@@ -18,9 +18,14 @@ from typing import Any
 import numpy as np
 
 from confseg.data import load_dataset
-from confseg.downstream.evaluate import HEADLINE, LOWER_IS_BETTER, bootstrap, nested_cv
+from confseg.downstream.evaluate import (
+    HEADLINE,
+    LOWER_IS_BETTER,
+    bootstrap,
+    nested_cv,
+    select_nested,
+)
 from confseg.downstream.folder import ANNOTATION, RAW, DownstreamFolder, write_table
-from confseg.downstream.segment import segment_videos
 from confseg.downstream.tasks import TaskTable, check_task, task_table
 from confseg.errors import DatasetError
 
@@ -57,6 +62,8 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
     ds = load_dataset(data)
     folder = DownstreamFolder(out)
     t0 = time.perf_counter()
+    if segmenters:  # segmenting loads the models (torch); evaluating cached features does not
+        from confseg.downstream.segment import segment_videos
     for seg in segmenters:
         segment_videos(seg, ds.root, out, every=every, max_frames=max_frames, skip_bad=skip_bad)
     info = folder.read_segment()
@@ -78,6 +85,14 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
                       "mean_over_repeats": fits[n]["metrics"],
                       "n_features": len(tables[n].features)}
     headline = HEADLINE[first.kind]
+    segs = [n for n in names if n not in (RAW, ANNOTATION)]
+    selection = None
+    if len(segs) > 1:  # choose the strategy by its downstream value, nested
+        sel = select_nested({n: fits[n] for n in segs})
+        selection = {"metrics": bootstrap(first.kind, first.y, first.groups, sel,
+                                          n_boot=n_boot, seed=seed),
+                     "chosen": sel["chosen"],
+                     "rule": "per outer split, the segmenter with the best inner-CV score"}
     refs = [r for r in REFERENCES if r in fits]
     paired: dict[str, Any] = {}
     for ref in refs:
@@ -99,24 +114,43 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
         "headline": headline, "lower_is_better": headline in LOWER_IS_BETTER,
         "classes": list(first.classes), "sources": names, "results": results,
         "paired": paired, "sentences": _sentences(names, results, paired, headline),
+        "selection": selection,
         "seconds": round(time.perf_counter() - t0, 1),
         "interval": "95% patient bootstrap of the repeat-averaged out-of-fold predictions",
     }
     folder.task_dir(task).mkdir(parents=True, exist_ok=True)
+    write_table(folder.task_predictions(task), _prediction_rows(first, names, fits))
+    folder.write_task_summary(task, summary)
+    return summary
+
+
+def _class_label(c: Any) -> str:
+    """A class value as the ``y`` column writes it (``1``, not ``1.0``)."""
+    f = float(c)
+    return str(int(f)) if f.is_integer() else f"{f:.6g}"
+
+
+def _prediction_rows(first: TaskTable, names: list[str], fits: dict[str, Any]
+                     ) -> list[dict[str, Any]]:
+    """The rows of ``predictions.csv``.
+
+    Columns: sample, patient, y, each source's prediction and, for classification, its
+    repeat-averaged probability per class (``<source>.p_<class>``, classes as ``y`` holds them).
+    """
+    reg = first.kind == "regression"
+    classes = [] if reg else [_class_label(c) for c in np.unique(first.y)]
     rows = []
     for i, key in enumerate(first.keys):
         row: dict[str, Any] = {"sample": key, "patient": first.groups[i], "y": first.y[i]}
         for n in names:
             row[n] = fits[n]["pred"][i]
+        for n in names:
+            proba = fits[n]["proba"]
+            if proba is not None:
+                for j, c in enumerate(classes):
+                    row[f"{n}.p_{c}"] = float(proba[i, j])
         rows.append(row)
-    write_table(folder.task_predictions(task), rows)
-    import json
-
-    from confseg.io.atomic import atomic_write_text
-
-    atomic_write_text(folder.task_summary(task), json.dumps(summary, indent=1, default=float)
-                      + "\n")
-    return summary
+    return rows
 
 
 def _sentences(names: list[str], results: dict[str, Any], paired: dict[str, Any],
