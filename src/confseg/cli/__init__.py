@@ -359,8 +359,9 @@ def evaluate(
 @app.command()
 @user_errors
 def predict(
-    run: Annotated[Path, typer.Argument(help="Run folder.")],
-    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    run: Annotated[Path, typer.Argument(help="Run folder, or an exported bundle.")],
+    images: Annotated[list[Path], typer.Argument(help="Image or video files (MP4, AVI, MOV, "
+                                                      "MKV).")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
     level: Annotated[float, typer.Option(help="Probability threshold for masks.")] = 0.5,
     fmt: Annotated[str, typer.Option("--format", help="png (16-bit) or npz.")] = "png",
@@ -375,11 +376,22 @@ def predict(
         "--calibration", help="Folder with the calibration.json to apply (for an ensemble or "
         "--tta: the folder `confseg evaluate ... --calibrate` wrote; default: RUN's own for a "
         "single run, none for an ensemble).")] = None,
+    every: Annotated[int, typer.Option(help="Videos: take every k-th frame.")] = 1,
+    max_frames: Annotated[int | None, typer.Option(help="Videos: at most M frames.")] = None,
+    overlay: Annotated[bool, typer.Option(help="Videos: also write overlay.mp4.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Videos: frames per forward pass.")] = 8,
     threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
-    """Predict probability maps, masks and overlays for image files."""
+    """Predict probability maps, masks and overlays for image files, or stream videos."""
     set_threads(threads)
+    videos = [p for p in images if p.suffix.lower() in VIDEO_SUFFIXES]
+    if videos:
+        if len(videos) != len(images):
+            raise ConfsegError("give either images or videos, not both, in one call")
+        _predict_videos(run, videos, out, every=every, max_frames=max_frames,
+                        overlay=overlay, batch_size=batch_size, quiet=quiet)
+        return
     from confseg.inference.files import predict_files
 
     with progress_bar("predict", quiet=quiet) as prog:
@@ -387,6 +399,31 @@ def predict(
                               ensemble=ensemble or (), tta=tta, calibration=calibration,
                               progress=prog)
     typer.echo(f"wrote {len(paths)} files to {out}")
+
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
+
+
+def _predict_videos(model_path: Path, videos: list[Path], out: Path, *, every: int,
+                    max_frames: int | None, overlay: bool, batch_size: int, quiet: bool) -> None:
+    from confseg.inference.bundle import METADATA
+    from confseg.inference.stream import predict_video
+
+    if (model_path / METADATA).is_file():
+        from confseg.inference.bundle import BundlePredictor
+
+        model: Any = BundlePredictor(model_path)
+    else:
+        from confseg.inference import Predictor
+
+        model = Predictor.from_run(model_path)
+    for v in videos:
+        with progress_bar(f"{v.name}", quiet=quiet) as prog:
+            meta = predict_video(model, v, out, every=every, max_frames=max_frames,
+                                 batch_size=batch_size, overlay=overlay,
+                                 progress=(lambda d, fps: prog(d, max(d, 1))) if prog else None)
+        typer.echo(f"wrote {out / v.stem} ({meta['frames']} frames, "
+                   f"{meta['frames_per_second']:.1f} frames/s)")
 
 
 @app.command("segment-videos")

@@ -58,6 +58,16 @@ def segment_video(model: ProbabilityModel, path: str | os.PathLike[str], *, ever
     """
     info = probe_video(path)
     frames = iter_frames(path, every=every, max_frames=max_frames, grey=True)
+    yield from segment_frames(model, frames, info, batch_size=batch_size, full_size=full_size)
+
+
+def segment_frames(model: ProbabilityModel, frames: Iterator[tuple[int, np.ndarray]],
+                   info: VideoInfo, *, batch_size: int = 16, full_size: bool = False
+                   ) -> Iterator[SegmentedFrame]:
+    """:func:`segment_video` over ``(index, frame)`` pairs from any source.
+
+    The frames (from a decoder thread, a live feed) must have the size in ``info``.
+    """
     if isinstance(model, Predictor):
         yield from _predictor_batches(model, info, frames, batch_size, full_size)
         return

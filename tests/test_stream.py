@@ -1,0 +1,72 @@
+"""Streaming video prediction: overlapped decode / infer / encode, chunks, overlay, bundles."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from confseg.inference import Predictor
+from confseg.inference.stream import predict_video
+from confseg.inference.video import segment_video
+from confseg.io.video import probe_video
+from confseg.models import create_model
+from confseg.models.spec import ModelSpec
+from confseg.synth.video import write_mp4
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    frames = [np.clip(rng.normal(40 + 4 * i, 25, (72, 96)), 0, 255).astype(np.uint8)
+              for i in range(30)]
+    path = tmp_path_factory.mktemp("s") / "clip.mp4"
+    write_mp4(path, frames)
+    return path
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    torch.manual_seed(0)
+    spec = ModelSpec(name="unet-resnet18", in_channels=1, class_names=("a", "b"), size=64)
+    return Predictor(create_model("unet-resnet18", in_channels=1, classes=2), spec)
+
+
+def test_predict_video_chunks_and_overlay(video, predictor, tmp_path):
+    seen = []
+    meta = predict_video(predictor, video, tmp_path, batch_size=8, overlay=True,
+                         progress=lambda d, fps: seen.append((d, fps)))
+    dest = tmp_path / "clip"
+    assert meta["frames"] == 30 and seen[-1][0] == 30 and seen[-1][1] > 0
+    assert json.loads((dest / "video.json").read_text())["chunks"] == meta["chunks"]
+    probs = [np.load(dest / c) for c in meta["chunks"]]
+    index = np.concatenate([p["index"] for p in probs])
+    assert index.tolist() == list(range(30))
+    prob = np.concatenate([p["prob"] for p in probs]).astype(np.float32)
+    ref = np.stack([f.prob for f in segment_video(predictor, video)])
+    np.testing.assert_allclose(prob, ref, atol=2e-3)  # float16 storage
+    info = probe_video(dest / "overlay.mp4")
+    assert (info.width, info.height) == (64, 48)  # the canvas image, aspect kept
+    assert not list(dest.glob(".*tmp*"))
+
+
+def test_predict_video_cli_every_and_errors(video, tmp_path, capsys):
+    from confseg.cli import main
+    from confseg.config import TrainConfig
+    from confseg.training import train
+
+    from conftest import write_tiny_dataset
+
+    ds = write_tiny_dataset(tmp_path / "ds", patients=4, per_patient=1, size=(32, 32))
+    run = train(TrainConfig(data=str(ds), out=str(tmp_path / "run"), model="unet-resnet18",
+                            size=32, epochs=1, batch_size=4, k=2, val="none", patience=0),
+                quiet=True)
+    assert main(["predict", str(run), str(video), "--out", str(tmp_path / "o"), "--every", "3",
+                 "--quiet"]) == 0
+    assert "10 frames" in capsys.readouterr().out
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    assert main(["predict", str(run), str(bad), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert "bad.mp4" in capsys.readouterr().err
