@@ -84,3 +84,27 @@ def _fixed_threads(monkeypatch):
     import torch
 
     monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+
+
+def random_predictor(classes=("a", "b"), size: int = 64):
+    """A Predictor around a seeded, untrained unet-resnet18 (no training needed)."""
+    import torch
+
+    from confseg.inference import Predictor
+    from confseg.models import create_model
+    from confseg.models.spec import ModelSpec
+
+    torch.manual_seed(0)
+    spec = ModelSpec(name="unet-resnet18", in_channels=1, class_names=tuple(classes), size=size)
+    return Predictor(create_model("unet-resnet18", in_channels=1, classes=len(classes)), spec)
+
+
+def write_clip(path: Path, *, frames: int, shape=(90, 120), start: float = 60.0,
+               step: float = 8.0) -> Path:
+    """A grey MP4 whose frames brighten by ``step`` per frame (seeded noise)."""
+    from confseg.synth.video import write_mp4
+
+    rng = np.random.default_rng(0)
+    write_mp4(path, [np.clip(rng.normal(start + step * i, 20, shape), 0, 255).astype(np.uint8)
+                     for i in range(frames)])
+    return path

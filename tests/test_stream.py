@@ -6,32 +6,23 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from confseg.inference import Predictor
 from confseg.inference.stream import predict_video
 from confseg.inference.video import segment_video
 from confseg.io.video import probe_video
-from confseg.models import create_model
-from confseg.models.spec import ModelSpec
-from confseg.synth.video import write_mp4
+
+from conftest import random_predictor, write_clip
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    frames = [np.clip(rng.normal(40 + 4 * i, 25, (72, 96)), 0, 255).astype(np.uint8)
-              for i in range(30)]
-    path = tmp_path_factory.mktemp("s") / "clip.mp4"
-    write_mp4(path, frames)
-    return path
+    return write_clip(tmp_path_factory.mktemp("s") / "clip.mp4", frames=30, shape=(72, 96),
+                      start=40, step=4)
 
 
 @pytest.fixture(scope="module")
 def predictor():
-    torch.manual_seed(0)
-    spec = ModelSpec(name="unet-resnet18", in_channels=1, class_names=("a", "b"), size=64)
-    return Predictor(create_model("unet-resnet18", in_channels=1, classes=2), spec)
+    return random_predictor()
 
 
 def test_predict_video_chunks_and_overlay(video, predictor, tmp_path):

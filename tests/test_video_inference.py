@@ -4,31 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from confseg.inference import Predictor
 from confseg.inference.video import segment_video
 from confseg.io.video import read_frames
-from confseg.models import create_model
-from confseg.models.spec import ModelSpec
-from confseg.synth.video import write_mp4
+
+from conftest import random_predictor, write_clip
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    frames = [np.clip(rng.normal(60 + 8 * i, 20, (90, 120)), 0, 255).astype(np.uint8)
-              for i in range(10)]
-    path = tmp_path_factory.mktemp("v") / "clip.mp4"
-    write_mp4(path, frames)
-    return path
+    return write_clip(tmp_path_factory.mktemp("v") / "clip.mp4", frames=10)
 
 
 @pytest.fixture(scope="module")
 def predictor():
-    torch.manual_seed(0)
-    spec = ModelSpec(name="unet-resnet18", in_channels=1, class_names=("a", "b"), size=64)
-    return Predictor(create_model("unet-resnet18", in_channels=1, classes=2), spec)
+    return random_predictor()
 
 
 def test_sampled_frames_at_canvas_resolution(video, predictor):

@@ -8,7 +8,6 @@ names every file. A task whose files are unreadable still gets its section, sayi
 
 from __future__ import annotations
 
-import base64
 import math
 import os
 from collections.abc import Sequence
@@ -20,6 +19,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from confseg.errors import ConfsegError, DatasetError
 from confseg.io.atomic import atomic_write_text
+from confseg.report._format import ci as _ci_base
+from confseg.report._format import finite as _finite
+from confseg.report._format import num as _num
+from confseg.report._format import uri as _uri
 from confseg.runs import ANNOTATION, RAW, DownstreamFolder, read_table
 from confseg.viz import downstream_plots as plots
 
@@ -33,31 +36,16 @@ SOURCE_NOTES = {RAW: "baseline: image statistics, no segmentation",
                 ANNOTATION: "oracle: features of the annotations"}
 
 
-def _uri(png: bytes | None) -> str | None:
-    return "data:image/png;base64," + base64.b64encode(png).decode() if png else None
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, int | float) and math.isfinite(v)
 
 
-def _num(v: Any, *, signed: bool = False) -> str:
-    """A number for a table: 3 decimals, 1 for large values, exponent for tiny ones; NaN "–"."""
-    if not _finite(v):
-        return "–"
-    sign = "+" if signed else ""
-    a = abs(v)
-    if a >= 100:
-        return f"{v:{sign}.1f}"
-    if a >= 1e-3 or a == 0:
-        return f"{v:{sign}.3f}"
-    return f"{v:{sign}.1e}"
+
+
 
 
 def _ci(m: dict[str, Any], *, signed: bool = False) -> str:
-    if not (_finite(m.get("lo")) and _finite(m.get("hi"))):
-        return "[–, –]"
-    return f"[{_num(m['lo'], signed=signed)}, {_num(m['hi'], signed=signed)}]"
+    return _ci_base(m, signed=signed, missing='[–, –]')
 
 
 def _band(m: dict[str, Any] | None) -> tuple[float, float, float]:

@@ -9,7 +9,6 @@ yet, or whose dataset folder is gone, still renders: the page says what is missi
 
 from __future__ import annotations
 
-import base64
 import math
 import os
 from pathlib import Path
@@ -21,6 +20,11 @@ from confseg.errors import ConfsegError
 from confseg.io.atomic import atomic_write_text
 from confseg.metrics.calibration import curve_from_bins
 from confseg.metrics.segmentation import HEADLINE
+from confseg.report._format import ci as _ci_base
+from confseg.report._format import file_uri as _file_uri
+from confseg.report._format import finite as _finite
+from confseg.report._format import num as _num
+from confseg.report._format import uri as _uri
 from confseg.runs import StudyFolder, strategy_slug
 from confseg.viz import study_plots
 from confseg.viz.plots import read_epoch_metrics
@@ -28,35 +32,18 @@ from confseg.viz.plots import read_epoch_metrics
 _slug = strategy_slug
 
 
-def _uri(png: bytes | None) -> str | None:
-    return "data:image/png;base64," + base64.b64encode(png).decode() if png else None
 
 
-def _file_uri(path: Path) -> str | None:
-    return _uri(path.read_bytes()) if path.is_file() else None
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, int | float) and math.isfinite(v)
 
 
-def _num(v: Any, *, signed: bool = False) -> str:
-    """A number for a table: 3 decimals, 1 for large values, exponent for tiny ones."""
-    if not _finite(v):
-        return "–"
-    sign = "+" if signed else ""
-    a = abs(v)
-    if a >= 100:
-        return f"{v:{sign}.1f}"
-    if a >= 1e-3 or a == 0:
-        return f"{v:{sign}.3f}"
-    return f"{v:{sign}.1e}"
+
+
 
 
 def _ci(m: dict[str, Any], *, signed: bool = False) -> str:
-    if not (_finite(m.get("lo")) and _finite(m.get("hi"))):
-        return ""
-    return f"[{_num(m['lo'], signed=signed)}, {_num(m['hi'], signed=signed)}]"
+    return _ci_base(m, signed=signed)
 
 
 def _p(v: Any) -> str:
