@@ -110,7 +110,7 @@ def test_downstream_task_on_every_source(syn, run, tmp_path_factory, task):
     from confseg.downstream.run import run_downstream
 
     out = tmp_path_factory.getbasetemp() / "down"
-    s = run_downstream(syn, out, task=task, segmenters=[run], repeats=2, folds=3,
+    s = run_downstream(syn, out, task=task, segmenters=[run], repeats=1, folds=3,
                        max_frames=2, n_boot=50)
     assert s["sources"] == ["raw", "annotation", "run"]
     head = s["headline"]
