@@ -88,8 +88,8 @@ def test_collect_on_constructed_cells_known_answers(tmp_path):
                          "dice@0.6": base[p] + shift, "qubiq": base[p]} for p in pats]
                 _fake_cell(folder, strategy, fold, seed, rows)
     summary = collect(folder, spec, examples=0)
-    assert summary["finished_cells"] == 12 and summary["metrics"] == ["dice@any", "dice@0.6",
-                                                                     "qubiq"]
+    assert summary["finished_cells"] == 12 and summary["metrics"] == ["qubiq", "dice@any",
+                                                                     "dice@0.6"]
     # seeds averaged within a patient: dice@any of threshold:0 is base + 0.005
     assert summary["table"]["threshold:0"]["a"]["dice@any"]["mean"] == pytest.approx(
         np.mean(list(base.values())) + 0.005)

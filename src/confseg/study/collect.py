@@ -40,9 +40,11 @@ OTHER_METRICS = ("qubiq", "soft_dice", "ece", "brier", "hd95")
 
 
 def headline_metrics(spec: StudySpec, rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The metrics a study reports: truth Dice (synthetic data), reference Dice, the rest."""
+    """The metrics a study reports: truth Dice (synthetic data) or QUBIQ, reference Dice, rest."""
     have = set(rows[0]) if rows else set()
-    names = (["dice_truth"] if "dice_truth" in have else [])
+    # the headline comes first: the truth where there is one, else the QUBIQ score (Dice
+    # averaged over confidence levels), then the Dice against each reference level
+    names = ["dice_truth"] if "dice_truth" in have else ["qubiq"]
     names += [reference_metric(r) for r in spec.references]
     names += [m for m in OTHER_METRICS if m in have]
     return [m for m in dict.fromkeys(names) if m in have]
