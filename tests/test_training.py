@@ -243,11 +243,18 @@ def test_ctrl_c_says_where_the_run_stands_and_resumes(data, tmp_path):
             if trainer.current_epoch == 1:
                 os.kill(os.getpid(), signal.SIGINT)
 
+    # a shell that starts a job in the background (no job control) hands it SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler: act as a foreground process
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=2, **FAST)
-    with pytest.raises(Interrupted, match=r"interrupted in epoch 1; .* `confseg train --resume"):
-        train(cfg, quiet=True, callbacks=[CtrlC()])
+    try:
+        with pytest.raises(Interrupted, match=r"interrupted in epoch 1; .* `confseg train "
+                                              r"--resume"):
+            train(cfg, quiet=True, callbacks=[CtrlC()])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert Interrupted.exit_code == 130
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     run = RunFolder(cfg.out)
     assert run.status == "interrupted"
     resume(run, quiet=True)

@@ -161,6 +161,7 @@ class RayExecutor:
         """Submit every cell, report each as it ends."""
         ray = require("ray", "ray", purpose="--executor ray")
         started = False
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         if not ray.is_initialized():
             kw = ({"address": self.address} if self.address else
                   {"num_cpus": self.plan.jobs * self.plan.threads,
@@ -200,6 +201,8 @@ class RayExecutor:
         finally:
             if started:
                 ray.shutdown()
+                for sig, handler in handlers.items():  # ray.init installs its own
+                    signal.signal(sig, handler)
 
 
 def make_executor(name: str, plan: Plan, *, address: str | None = None
