@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from _common import read_per_case
 
+from confseg.cli.common import parse_sets
 from confseg.config import TrainConfig
 from confseg.data import load_dataset
 from confseg.data.splits import make_splits, write_splits
@@ -92,19 +93,6 @@ def predict_plain(net: torch.nn.Module, images: np.ndarray) -> np.ndarray:
 
 
 # ----- shared scaffolding ---------------------------------------------------------------------
-def _overrides(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings to TrainConfig keyword arguments (values parsed as YAML)."""
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        k, sep, v = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE")
-        out[k.strip()] = yaml.safe_load(v)
-    return out
-
-
 def _arrays(ds, items) -> tuple[np.ndarray, np.ndarray]:
     ims = np.stack([ds.read_image(it).astype(np.float32)[None] / 255.0 for it in items])
     conf = np.stack([ds.read_confidence_stack(it) for it in items]).astype(np.float32)
@@ -141,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="reuse the plain MONAI folds already trained in --work with the same "
                          "recipe (the plain side is deterministic); its times are the stored ones")
     args = ap.parse_args(argv)
+    overrides = parse_sets(args.set)  # the same KEY=VALUE rule as `confseg train --set`
     t_start = time.perf_counter()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -191,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           strategy=args.strategy, fold=f, val=args.val, epochs=args.epochs,
                           size=args.size, batch_size=args.batch_size, lr=args.lr,
                           augment=args.augment, precision=args.precision, seed=args.seed,
-                          patience=0, **_overrides(args.set))
+                          patience=0, **overrides)
         old = RunFolder(cfg.out)
         if (args.reuse_confseg and old.is_run() and old.status in ("trained", "finished")
                 and old.config == cfg):
@@ -221,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "confseg": {"recipe": {k: getattr(args, k) for k in ("model", "strategy", "epochs",
                                                             "val", "lr", "augment", "precision",
                                                             "tta", "size", "batch_size")}
-                    | _overrides(args.set),
+                    | overrides,
                     "metrics": summarize_with_ci(conf_rows, METRICS, classes,
                                                  n_boot=args.n_boot)},
         "paired_confseg_minus_plain": {

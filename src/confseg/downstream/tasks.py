@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,12 +97,9 @@ def task_table(task: str, folder: DownstreamFolder, source: str, ds: Dataset, *,
     for (p, _), x in by_day.items():
         per_patient.setdefault(p, []).append(x)
     pats = [p for p in sorted(per_patient) if p in y_pat]
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            rows = [np.nanmean(np.stack(per_patient[p]), axis=0) for p in pats]
+    with warnings.catch_warnings():  # an all-NaN feature stays NaN, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rows = [np.nanmean(np.stack(per_patient[p]), axis=0) for p in pats]
     return _table(task, rows, [y_pat[p] for p in pats], pats, feats, pats, classes=("0", "1"))
 
 
