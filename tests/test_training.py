@@ -261,6 +261,31 @@ def test_ctrl_c_says_where_the_run_stands_and_resumes(data, tmp_path):
     assert run.status == "trained" and run.read_status()["epochs"] == 2
 
 
+def test_an_error_inside_fit_is_a_failure_with_its_own_message_not_a_ctrl_c(data, tmp_path):
+    # Lightning marks the trainer "interrupted" on any exception: a full disk once read as
+    # Ctrl-C in every later run of a suite
+    import pytorch_lightning as pl
+
+    class DiskFull(pl.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            raise OSError(28, "No space left on device")
+
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=2, **FAST)
+    with pytest.raises(OSError, match="No space left"):
+        train(cfg, quiet=True, callbacks=[DiskFull()])
+    status = RunFolder(cfg.out).read_status()
+    assert status["status"] == "failed" and "No space left" in status["error"]
+
+
+def test_best_checkpoint_is_weights_only_and_last_resumes(data, tmp_path):
+    from confseg.models.spec import load_checkpoint
+
+    run = RunFolder(train(TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=1,
+                                      **FAST), quiet=True))
+    best, last = load_checkpoint(run.checkpoint("best")), load_checkpoint(run.checkpoint("last"))
+    assert "optimizer_states" not in best and last["optimizer_states"]
+    assert run.checkpoint("best").stat().st_size < 0.6 * run.checkpoint("last").stat().st_size
+
 def test_val_none_trains_on_every_non_test_patient_and_keeps_the_last_epoch(data, tmp_path):
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=2, val="none", **FAST)
     run = RunFolder(train(cfg, quiet=True))

@@ -6,7 +6,8 @@ A run folder (written by training, evaluation and the report; read by everything
       config.yaml                everything needed to rerun it (a TrainConfig)
       splits.json                patients per fold
       run.json                   status (running / trained / finished / failed), versions, timings
-      checkpoints/best.ckpt, last.ckpt
+      checkpoints/best.ckpt       the selected epoch's weights (what evaluate, predict, export read)
+      checkpoints/last.ckpt       the latest epoch with optimizer state (what --resume reads)
       metrics.csv                per-epoch log
       progress.png               loss and Dice curves
       summary.json               test metrics with patient-bootstrap intervals

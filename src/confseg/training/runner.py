@@ -72,6 +72,15 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*Experiment logs directory.*")
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* not empty.*")  # resume
+
+
+class _LastCheckpoint(ModelCheckpoint):
+    """The latest epoch as ``last.ckpt``, with a state key of its own beside ``best``'s."""
+
+    @property
+    def state_key(self) -> str:
+        return "last-" + super().state_key
 
 
 def build_trainer(cfg: TrainConfig, run: RunFolder, *, quiet: bool = False,
@@ -88,10 +97,14 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, *, quiet: bool = False,
     # Without validation patients (--val none), "best" is the last epoch: no monitor, no
     # early stopping.
     monitor = cfg.monitor if cfg.has_validation else None
+    # best.ckpt holds weights only (what evaluate, predict and export read); last.ckpt holds
+    # the optimizer too (what --resume needs): a third of the disk of two full checkpoints.
     cbs: list[pl.Callback] = [
         ModelCheckpoint(dirpath=run.checkpoints_dir, filename="best", monitor=monitor,
-                        mode=mode, save_top_k=1, save_last=True, enable_version_counter=False,
-                        auto_insert_metric_name=False),
+                        mode=mode, save_top_k=1, save_weights_only=True,
+                        enable_version_counter=False, auto_insert_metric_name=False),
+        _LastCheckpoint(dirpath=run.checkpoints_dir, filename="last", monitor=None, save_top_k=1,
+                        enable_version_counter=False, auto_insert_metric_name=False),
     ]
     if cfg.patience > 0 and monitor is not None:
         cbs.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience))
@@ -229,7 +242,10 @@ def _fit(cfg: TrainConfig, run: RunFolder, dm: SegmentationDataModule,
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     except BaseException as exc:
-        if trainer.interrupted:  # Ctrl-C: Lightning shut down gracefully, then sys.exit(1)
+        # Lightning marks the trainer "interrupted" on any exception; only Ctrl-C ends in its
+        # sys.exit(1), and SIGTERM in its SIGTERMException (a SystemExit too).
+        ctrl_c = isinstance(exc, (SystemExit, KeyboardInterrupt))
+        if ctrl_c and trainer.interrupted:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
             if is_rank_zero():
                 run.update_status(status=INTERRUPTED, interrupted_epoch=trainer.current_epoch)
