@@ -93,6 +93,9 @@ def test_study_runs_collects_and_skips_finished_cells_on_rerun(data, tmp_path):
                                        for e in summary["examples"])
     finished = {c.key: folder.cell(c.slug, c.fold, c.seed).read_status()["finished"]
                 for c in _spec(data).cells()}
+    for c in _spec(data).cells():  # a finished cell keeps its weights, not the optimizer
+        run = folder.cell(c.slug, c.fold, c.seed)
+        assert run.checkpoint("best").is_file() and not run.checkpoint("last").exists()
     again = run_study(_spec(data), out, jobs=2, quiet=True)  # nothing left to run
     assert again["table"] == summary["table"]
     for c in _spec(data).cells():

@@ -2,8 +2,8 @@
 
 Executors call :func:`run_cell` in a worker process (``python -m confseg.study.worker`` for
 the local executor, a Ray task for Ray). A cell that was interrupted resumes from its last
-checkpoint; a finished one is left alone; a failure is written to the cell's ``run.json``
-(status ``failed``, ``error``) and the other cells go on.
+checkpoint; a finished one is left alone and keeps only ``best.ckpt``; a failure is written
+to the cell's ``run.json`` (status ``failed``, ``error``) and the other cells go on.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ def run_cell(folder: StudyFolder, spec: StudySpec, cell: Cell, *, quiet: bool = 
                     detail=None if isinstance(exc, ConfsegError) else traceback.format_exc())
         return FAILED
     run.update_status(cell_seconds=round(time.perf_counter() - t0, 2))
+    # A finished cell never resumes: last.ckpt (the optimizer state) would be two thirds of
+    # its disk, and a study has dozens of cells.
+    run.checkpoint("last").unlink(missing_ok=True)
     return FINISHED
 
 
