@@ -249,6 +249,9 @@ def _covid(root: Path) -> Path:
         "oxygen_saturation_with_ox": "-96",
         "oxygen_liter": "",
         "respiratory_rate": "20.0",
+        "pat_age": "61",
+        "pat_sex": "1.0",
+        "CRP": "12.5",
         "outcome_status_d0": "1",
         "outcome_status_d1": "1",
         "outcome_status_d3": "2",
@@ -307,6 +310,11 @@ def test_covid_blues(tmp_path):
     assert (r12["spo2_with_ox"], r12["oxygen_liter"], r12["stay_icu"]) == ("91.0", "2.0", "")
     assert r12["diagnosis"] == "COVID19_pneumonia" and r12["los_totaladmission"] == "3"
     assert "readmit_30d" not in r12
+    assert (r12["age"], r12["sex"], r12["crp"], r12["pulse"]) == ("61.0", "1", "12.5", "")
+    table = ds.clinical_table()  # covariates: known at the visit, never the oxygen given
+    assert {"age", "sex", "crp", "respiratory_rate"} <= set(table.covariates)
+    assert not {"oxygen_liter", "spo2_with_ox", "sf_ratio"} & set(table.covariates)
+    assert table.covariate_rows()[("3", 0)]["clin.age"] == 61.0
     assert parse_number("-96") is None and parse_number(" ") is None
 
 

@@ -112,10 +112,44 @@ def test_downstream_task_on_every_source(syn, run, tmp_path_factory, task):
     out = tmp_path_factory.getbasetemp() / "down"
     s = run_downstream(syn, out, task=task, segmenters=[run], repeats=1, folds=3,
                        max_frames=2, n_boot=50)
-    assert s["sources"] == ["raw", "annotation", "run"]
+    assert s["sources"] == ["raw", "annotation", "acquisition", "run", "raw+acquisition",
+                            "run+acquisition"]
     head = s["headline"]
     for name in s["sources"]:
         m = s["results"][name]["metrics"][head]
         assert m["n_patients"] == 8 and math.isfinite(m["mean"])
-    assert set(s["paired"]["raw"]) == {"annotation", "run"}
+    assert set(s["paired"]["raw"]) == {"annotation", "acquisition", "run"}
+    assert set(s["paired"]["acquisition"]) == {"raw+acquisition", "run+acquisition"}
+    acq = s["results"]["run+acquisition"]["n_features"]
+    assert acq == s["results"]["run"]["n_features"] + s["results"]["acquisition"]["n_features"]
     assert DownstreamFolder(out).task_predictions(task).is_file()
+
+
+def test_clinical_covariates_and_a_category_outcome(syn, run, tmp_path_factory, tmp_path):
+    from confseg.downstream.run import run_downstream
+    from confseg.errors import DatasetError
+
+    out = tmp_path_factory.getbasetemp() / "down"
+    if not DownstreamFolder(out).segment_path.is_file():
+        segment_videos(run, syn, out, max_frames=2)
+    data = tmp_path / "syn"  # the same dataset, lung water marked as a covariate
+    shutil.copytree(syn, data)
+    meta = json.loads((data / "dataset.json").read_text())
+    for col in meta["clinical_schema"]:
+        col["covariate"] = col["name"] == "lung_water"
+    (data / "dataset.json").write_text(json.dumps(meta))
+    s = run_downstream(data, out, task="sf", repeats=1, folds=3, n_boot=50)
+    assert "clinical" in s["sources"] and s["results"]["clinical"]["n_features"] == 1
+    # S/F is simulated from the lung water: the covariate alone predicts it closely
+    assert s["results"]["clinical"]["metrics"]["pearson_r"]["mean"] > 0.8
+    o = run_downstream(data, out, task="outcome", target="probe", positive=["convex"],
+                       repeats=1, folds=3, n_boot=50)
+    assert o["name"] == "outcome-probe" and o["positive"] == ["convex"]
+    assert DownstreamFolder(out).task_summary("outcome-probe").is_file()
+    with pytest.raises(DatasetError, match="say which levels count as positive"):
+        run_downstream(data, out, task="outcome", target="probe", repeats=1, folds=3)
+    with pytest.raises(DatasetError, match="'cardiac' is not a level of probe"):
+        run_downstream(data, out, task="outcome", target="probe", positive=["cardiac"],
+                       repeats=1, folds=3)
+    with pytest.raises(DatasetError, match="--positive needs a category target"):
+        run_downstream(data, out, task="outcome", positive=["1"], repeats=1, folds=3)

@@ -96,6 +96,9 @@ def downstream(
     every: Annotated[int, typer.Option(help="Segment every k-th frame.")] = 1,
     max_frames: Annotated[int | None, typer.Option(help="At most M frames per video.")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Go on past unreadable videos.")] = False,
+    positive: Annotated[str | None, typer.Option(
+        help="outcome on a category column: the levels that count as positive, e.g. 0,1,3."
+    )] = None,
     threads: Threads = None,
 ) -> None:
     """Evaluate a clinical task on every feature source with nested patient-grouped CV."""
@@ -105,17 +108,18 @@ def downstream(
     segs = [v.strip() for t in segmenters or [] for v in t.split(",") if v.strip()]
     s = run_downstream(dataset, out, task=task, segmenters=segs, target=target,
                        tolerance=tolerance, estimator=estimator, repeats=repeats, folds=folds,
-                       every=every, max_frames=max_frames, skip_bad=skip_bad)
+                       every=every, max_frames=max_frames, skip_bad=skip_bad,
+                       positive=[v.strip() for v in (positive or "").split(",") if v.strip()])
     head = s["headline"]
     console.print(f"{task}: {s['n_samples']} samples of {s['n_patients']} patients, "
                   f"{repeats}x{folds} patient-grouped splits, {estimator}")
     for name in s["sources"]:
         m = s["results"][name]["metrics"]
         parts = [f"{k} {v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" for k, v in m.items()]
-        console.print(f"  {name:16s} " + " | ".join(parts), highlight=False)
+        console.print(f"  {name:26s} " + " | ".join(parts), highlight=False)
     for line in s["sentences"]:
         console.print(f"  {line}", highlight=False)
-    typer.echo(f"wrote {out}/tasks/{task}/summary.json (headline {head})")
+    typer.echo(f"wrote {out}/tasks/{s.get('name', task)}/summary.json (headline {head})")
     from confseg.report.downstream_report import write_downstream_report
 
     typer.echo(f"report: {write_downstream_report(out)}")

@@ -35,6 +35,9 @@ class ClinicalColumn:
         description: One line: what the value means.
         unit: Unit of a number ("%", "L/min", "days").
         levels: Allowed values of a category (empty: any text).
+        covariate: Known at the visit, so the clinical-variables baseline of a downstream
+            task may use it as a predictor (numbers and binaries only; never a target's
+            proxy such as the oxygen given).
     """
 
     name: str
@@ -42,11 +45,15 @@ class ClinicalColumn:
     description: str = ""
     unit: str = ""
     levels: tuple[str, ...] = ()
+    covariate: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise DatasetError(f"clinical column {self.name!r}: kind {self.kind!r}; choose one "
                                f"of {', '.join(KINDS)}")
+        if self.covariate and self.kind not in ("int", "float", "binary"):
+            raise DatasetError(f"clinical column {self.name!r}: a covariate must be a number "
+                               f"or binary, not a {self.kind}")
 
     def parse(self, text: str | None, *, where: str) -> Value:
         """A CSV cell as a typed value (None when empty).
@@ -85,6 +92,8 @@ class ClinicalColumn:
                 out[key] = getattr(self, key)
         if self.levels:
             out["levels"] = list(self.levels)
+        if self.covariate:
+            out["covariate"] = True
         return out
 
 
@@ -144,7 +153,8 @@ class ClinicalSchema:
             cols = tuple(ClinicalColumn(name=str(c["name"]), kind=str(c["kind"]),
                                         description=str(c.get("description", "")),
                                         unit=str(c.get("unit", "")),
-                                        levels=tuple(str(v) for v in c.get("levels", ())))
+                                        levels=tuple(str(v) for v in c.get("levels", ())),
+                                        covariate=bool(c.get("covariate", False)))
                          for c in obj)
         except KeyError as exc:
             raise DatasetError(f"{where}: a clinical_schema column lacks {exc}") from None
@@ -225,6 +235,35 @@ class ClinicalTable:
                 raise DatasetError(f"{self._where()}: patient {p} has {name}={out[p]} and {v} "
                                    "on different days; an outcome is one value per patient")
             out[p] = int(v)  # type: ignore[arg-type]
+        return out
+
+    @property
+    def covariates(self) -> list[str]:
+        """The columns marked ``covariate`` (the clinical-variables baseline's predictors)."""
+        return [c.name for c in self.schema.columns if c.covariate]
+
+    def covariate_rows(self) -> dict[tuple[str, int], dict[str, float]]:
+        """``(patient, day) -> {covariate: value}`` (NaN where missing); empty without any."""
+        names = self.covariates
+        if not names:
+            return {}
+        return {(str(r["patient"]), int(r["day"])): {  # type: ignore[arg-type]
+            f"clin.{n}": math.nan if r.get(n) is None else float(r[n])  # type: ignore[arg-type]
+            for n in names} for r in self.rows}
+
+    def category_per_patient(self, name: str, positive: Sequence[str]) -> dict[str, int]:
+        """``patient -> 1`` when a category column is one of ``positive``, else 0.
+
+        The patient's last non-missing day counts.
+        """
+        col = self.schema.column(name)
+        if col.kind != "category":
+            raise DatasetError(f"{self._where()}: column {name!r} is a {col.kind}, not a "
+                               "category")
+        out: dict[str, int] = {}
+        for r in sorted(self.rows, key=lambda r: int(r["day"])):  # type: ignore[arg-type]
+            if r.get(name) is not None:
+                out[str(r["patient"])] = int(str(r[name]) in positive)
         return out
 
     def days(self) -> dict[str, list[int]]:

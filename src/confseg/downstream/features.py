@@ -69,6 +69,11 @@ FEATURE_DOCS: dict[str, str] = {
     "raw.top_mean": "mean intensity of the top third of the rows (content columns)",
     "raw.mid_mean": "mean intensity of the middle third of the rows (content columns)",
     "raw.bottom_mean": "mean intensity of the bottom third of the rows (content columns)",
+    "acq.frames": "per video (acquisition control, no pixels): frame count the file declares",
+    "acq.fps": "per video (acquisition control): frame rate the file declares",
+    "acq.seconds": "per video (acquisition control): duration, frames / rate",
+    "acq.width": "per video (acquisition control): frame width in pixels",
+    "acq.height": "per video (acquisition control): frame height in pixels",
 }
 
 _PATTERNS = [(re.compile("^" + re.escape(k).replace("<cls>", "[^.]+") + "$"), k)
@@ -288,3 +293,17 @@ def raw_image_features(image: np.ndarray) -> dict[str, float]:
         "raw.mid_mean": thirds[1],
         "raw.bottom_mean": thirds[2],
     }
+
+
+def acquisition_features(*, frames: int | None, fps: float | None, width: int, height: int,
+                         seconds: float | None = None) -> dict[str, float]:
+    """How a video was recorded, from its header alone: the acquisition-only control.
+
+    Missing values are NaN; ``seconds`` defaults to ``frames / fps``.
+    """
+    n = NAN if frames is None else float(frames)
+    rate = NAN if not fps else float(fps)
+    if seconds is None:
+        seconds = n / rate if rate == rate and n == n else NAN
+    return {"acq.frames": n, "acq.fps": rate, "acq.seconds": float(seconds),
+            "acq.width": float(width), "acq.height": float(height)}

@@ -4,6 +4,16 @@
 folder's files) so that the report, a sibling of ``confseg.downstream``, can read it too.
 """
 
-from confseg.runs import ANNOTATION, RAW, DownstreamFolder, read_table, write_table
+from confseg.runs import (
+    ACQUISITION,
+    ANNOTATION,
+    CLINICAL,
+    PLUS_ACQ,
+    RAW,
+    DownstreamFolder,
+    read_table,
+    write_table,
+)
 
-__all__ = ["ANNOTATION", "RAW", "DownstreamFolder", "read_table", "write_table"]
+__all__ = ["ACQUISITION", "ANNOTATION", "CLINICAL", "PLUS_ACQ", "RAW", "DownstreamFolder",
+           "read_table", "write_table"]

@@ -2,9 +2,13 @@
 
 Sources: ``raw`` (image statistics of the frames, no segmentation: what a user has without
 confseg), ``annotation`` (features of the annotations, the oracle, where the dataset has
-them), and each segmenter (a run, or each strategy of a study). Every source is evaluated
-on the same samples (the keys all sources have) and the same seeded splits; paired
-differences use the same patient draws.
+them), ``acquisition`` (frame count, rate, length and size: how the video was recorded),
+``clinical`` (the clinical table's covariate columns, where it marks some), and each
+segmenter (a run, or each strategy of a study). ``<source>+acquisition`` adds the
+acquisition columns to raw and to every segmenter: compared with ``acquisition`` alone, it
+credits the images only with what they add beyond how they were recorded. Every source is
+evaluated on the same samples (the keys all sources have) and the same seeded splits;
+paired differences use the same patient draws.
 """
 
 from __future__ import annotations
@@ -25,12 +29,25 @@ from confseg.downstream.evaluate import (
     nested_cv,
     select_nested,
 )
-from confseg.downstream.folder import ANNOTATION, RAW, DownstreamFolder, write_table
-from confseg.downstream.tasks import TaskTable, check_task, task_table
+from confseg.downstream.folder import (
+    ACQUISITION,
+    ANNOTATION,
+    CLINICAL,
+    PLUS_ACQ,
+    RAW,
+    DownstreamFolder,
+    write_table,
+)
+from confseg.downstream.tasks import (
+    DEFAULT_TARGET,
+    TaskTable,
+    check_task,
+    task_table,
+)
 from confseg.errors import DatasetError
 
 #: Paired references, the first present wins the headline comparison.
-REFERENCES = ("threshold-0", "threshold-0.5", RAW)
+REFERENCES = ("threshold-0", "threshold-0.5", RAW, ACQUISITION)
 
 
 def _common(tables: dict[str, TaskTable]) -> dict[str, TaskTable]:
@@ -46,12 +63,28 @@ def _common(tables: dict[str, TaskTable]) -> dict[str, TaskTable]:
     return out
 
 
+def _plus(a: TaskTable, b: TaskTable) -> TaskTable:
+    """``a`` with ``b``'s columns beside it (both already on the same samples)."""
+    return TaskTable(task=a.task, kind=a.kind, X=np.hstack([a.X, b.X]), y=a.y, groups=a.groups,
+                     features=a.features + b.features, keys=a.keys, classes=a.classes)
+
+
+def _compared(ref: str, names: Sequence[str]) -> list[str]:
+    """Who is compared with ``ref``: ``X+acquisition`` with acquisition, the rest otherwise."""
+    if ref == ACQUISITION:
+        return [n for n in names if n.endswith(PLUS_ACQ)]
+    return [n for n in names if n != ref and not n.endswith(PLUS_ACQ)]
+
+
 def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *, task: str,
                    segmenters: Sequence[str | os.PathLike[str]] = (), target: str | None = None,
                    tolerance: float = 15.0, estimator: str = "linear", repeats: int = 5,
                    folds: int = 5, every: int = 1, max_frames: int | None = None,
-                   skip_bad: bool = False, n_boot: int = 500, seed: int = 0) -> dict[str, Any]:
-    """Evaluate ``task`` on every feature source; write ``tasks/<task>/``.
+                   skip_bad: bool = False, n_boot: int = 500, seed: int = 0,
+                   positive: Sequence[str] = ()) -> dict[str, Any]:
+    """Evaluate ``task`` on every feature source; write ``tasks/<name>/``.
+
+    ``<name>`` is :func:`analysis_name`.
 
     Segmenters not yet in ``out`` are segmented first (cached per video).
 
@@ -59,6 +92,7 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
         The ``tasks/<task>/summary.json`` object.
     """
     check_task(task)
+    name = analysis_name(task, target)
     ds = load_dataset(data)
     folder = DownstreamFolder(out)
     t0 = time.perf_counter()
@@ -70,10 +104,18 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
     if not info:
         raise DatasetError(f"{out}: no segmented videos; give --segmenters RUN_OR_STUDY (or "
                            "run `confseg segment-videos` into this folder first)")
-    names = [RAW] + ([ANNOTATION] if folder.patient_days_csv(ANNOTATION).is_file() else [])
-    names += list(info["segmenters"])
-    tables = _common({n: task_table(task, folder, n, ds, target=target, tolerance=tolerance)
-                      for n in names})
+    segs = list(info["segmenters"])
+    names = [RAW] + [n for n in (ANNOTATION, ACQUISITION)
+                     if folder.patient_days_csv(n).is_file()]
+    if task != "severity" and ds.clinical_table().covariates:
+        names.append(CLINICAL)
+    names += segs
+    tables = _common({n: task_table(task, folder, n, ds, target=target, tolerance=tolerance,
+                                    positive=positive) for n in names})
+    if ACQUISITION in tables:
+        for n in [RAW, *segs]:
+            tables[n + PLUS_ACQ] = _plus(tables[n], tables[ACQUISITION])
+            names.append(n + PLUS_ACQ)
     first = tables[names[0]]
     results: dict[str, Any] = {}
     fits = {}
@@ -85,7 +127,6 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
                       "mean_over_repeats": fits[n]["metrics"],
                       "n_features": len(tables[n].features)}
     headline = HEADLINE[first.kind]
-    segs = [n for n in names if n not in (RAW, ANNOTATION)]
     selection = None
     if len(segs) > 1:  # choose the strategy by its downstream value, nested
         sel = select_nested({n: fits[n] for n in segs})
@@ -97,9 +138,7 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
     paired: dict[str, Any] = {}
     for ref in refs:
         paired[ref] = {}
-        for n in names:
-            if n == ref:
-                continue
+        for n in _compared(ref, names):
             diff = bootstrap(first.kind, first.y, first.groups, fits[n], other=fits[ref],
                              n_boot=n_boot, seed=seed)
             splits = [a[headline] - b[headline] for a, b in zip(
@@ -108,7 +147,8 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
                 "mean": float(np.nanmean(splits)), "lo": float(np.nanquantile(splits, 0.025)),
                 "hi": float(np.nanquantile(splits, 0.975)), "n_splits": len(splits)}}
     summary = {
-        "task": task, "kind": first.kind, "target": target or None, "dataset": str(ds.root),
+        "task": task, "name": name, "kind": first.kind, "target": target or None,
+        "positive": list(positive) or None, "dataset": str(ds.root),
         "estimator": estimator, "repeats": repeats, "folds": folds, "seed": seed,
         "n_samples": len(first.y), "n_patients": len(set(first.groups)),
         "headline": headline, "lower_is_better": headline in LOWER_IS_BETTER,
@@ -118,10 +158,19 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
         "seconds": round(time.perf_counter() - t0, 1),
         "interval": "95% patient bootstrap of the repeat-averaged out-of-fold predictions",
     }
-    folder.task_dir(task).mkdir(parents=True, exist_ok=True)
-    write_table(folder.task_predictions(task), _prediction_rows(first, names, fits))
-    folder.write_task_summary(task, summary)
+    folder.task_dir(name).mkdir(parents=True, exist_ok=True)
+    write_table(folder.task_predictions(name), _prediction_rows(first, names, fits))
+    folder.write_task_summary(name, summary)
     return summary
+
+
+def analysis_name(task: str, target: str | None) -> str:
+    """The folder of a task under ``tasks/``.
+
+    ``<task>``, or ``<task>-<target>`` for another target than the task's default, so that
+    two outcomes do not overwrite each other.
+    """
+    return task if not target or target == DEFAULT_TARGET[task] else f"{task}-{target}"
 
 
 def _class_label(c: Any) -> str:

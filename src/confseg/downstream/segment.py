@@ -19,8 +19,15 @@ from typing import Any
 
 from confseg.data import Dataset, Item, load_dataset, read_splits
 from confseg.downstream.aggregate import patient_day_features, video_features
-from confseg.downstream.features import frame_features, raw_image_features
-from confseg.downstream.folder import ANNOTATION, RAW, DownstreamFolder, read_table, write_table
+from confseg.downstream.features import acquisition_features, frame_features, raw_image_features
+from confseg.downstream.folder import (
+    ACQUISITION,
+    ANNOTATION,
+    RAW,
+    DownstreamFolder,
+    read_table,
+    write_table,
+)
 from confseg.errors import ConfsegError, DatasetError, MediaError
 from confseg.inference import Predictor
 from confseg.inference.video import segment_video
@@ -152,6 +159,7 @@ def segment_videos(segmenter: str | os.PathLike[str], data: str | os.PathLike[st
                 progress(done, total)
         seconds[name] = round(time.perf_counter() - t0, 2)
         _aggregate(folder, ds, items, name, seg, skipped)
+    _acquisition(folder, ds, items, skipped)
     info = {"dataset": str(Path(ds.root).resolve()), "segmenter": str(segmenter),
             "sampling": sampling, "videos": len(items),
             "segmenters": {s.name: {"source": s.source, "default_model": str(s.default.root),
@@ -192,6 +200,23 @@ def _frames(ds: Dataset, it: Item, seg: Segmenter | None, predictors: dict[Path,
     return rows
 
 
+def _acquisition(folder: DownstreamFolder, ds: Dataset, items: list[Item],
+                 skipped: dict[str, str]) -> None:
+    """The acquisition-only control: what each video's header says, no pixels."""
+    from confseg.io.video import probe_video
+
+    videos = []
+    for it in items:
+        if it.id in skipped:
+            continue
+        info = probe_video(ds.path(it.video or ""))
+        videos.append({"video": it.id, "patient": it.patient, "day": it.day,
+                       "view": it.view or "", **acquisition_features(
+                           frames=info.frames, fps=info.fps, width=info.width,
+                           height=info.height, seconds=info.duration_s)})
+    _write_videos_and_days(folder, ACQUISITION, videos)
+
+
 def _aggregate(folder: DownstreamFolder, ds: Dataset, items: list[Item], name: str,
                seg: Segmenter | None, skipped: dict[str, str]) -> None:
     videos = []
@@ -205,6 +230,11 @@ def _aggregate(folder: DownstreamFolder, ds: Dataset, items: list[Item], name: s
         if seg is not None:
             row["seen_in_training"] = int(it.patient in seg.trained_on)
         videos.append({**row, **feats})
+    _write_videos_and_days(folder, name, videos)
+
+
+def _write_videos_and_days(folder: DownstreamFolder, name: str,
+                           videos: list[dict[str, Any]]) -> None:
     write_table(folder.videos_csv(name), videos)
     days: dict[tuple[str, int], list[tuple[str, dict[str, float]]]] = {}
     for v in videos:

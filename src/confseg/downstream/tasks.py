@@ -15,13 +15,15 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from confseg.data import Dataset
 from confseg.data.clinical import ClinicalTable
-from confseg.downstream.folder import DownstreamFolder, read_table
+from confseg.downstream.folder import CLINICAL, DownstreamFolder, read_table
 from confseg.errors import DatasetError
 
 TASKS = ("sf", "sf-change", "outcome", "severity")
@@ -55,8 +57,19 @@ def check_task(task: str) -> str:
 
 
 def task_table(task: str, folder: DownstreamFolder, source: str, ds: Dataset, *,
-               target: str | None = None, tolerance: float = 15.0) -> TaskTable:
+               target: str | None = None, tolerance: float = 15.0,
+               positive: Sequence[str] = ()) -> TaskTable:
     """Build the samples of ``task`` from one feature source of a downstream folder.
+
+    Args:
+        task: One of :data:`TASKS`.
+        folder: The downstream folder holding the cached features.
+        source: A source of the folder (``raw``, ``acquisition``, a segmenter ...), or
+            ``clinical``: the clinical table's covariate columns (not for ``severity``).
+        ds: The dataset (its clinical table and items).
+        target: The target column (default: the task's, :data:`DEFAULT_TARGET`).
+        tolerance: ``sf-change``: a change of at most this is ``same``.
+        positive: For ``outcome`` on a category column, the levels that count as 1.
 
     Raises:
         DatasetError: a missing target column, a non-numeric target, a single-day dataset for
@@ -65,9 +78,19 @@ def task_table(task: str, folder: DownstreamFolder, source: str, ds: Dataset, *,
     check_task(task)
     target = target or DEFAULT_TARGET[task]
     if task == "severity":
+        if source == CLINICAL:
+            raise DatasetError("severity is a per-video score; the clinical baseline is per "
+                               "patient-day")
         return _severity(folder, source, ds, target)
     table = ds.clinical_table()
-    days = read_table(folder.patient_days_csv(source))
+    if source == CLINICAL:
+        cov = table.covariate_rows()
+        if not cov:
+            raise DatasetError(f"{table.path}: no column is marked covariate in dataset.json's "
+                               "clinical_schema; the clinical baseline has no predictor")
+        days: list[dict[str, Any]] = [{"patient": p, "day": d, **v} for (p, d), v in cov.items()]
+    else:
+        days = read_table(folder.patient_days_csv(source))
     feats = sorted({k for r in days for k in r if k not in _KEYS})
     by_day = {(str(r["patient"]), int(r["day"])): np.array([r.get(k, math.nan) for k in feats],
                                                             dtype=np.float64) for r in days}
@@ -92,7 +115,7 @@ def task_table(task: str, folder: DownstreamFolder, source: str, ds: Dataset, *,
                     keys.append(f"{p}/day{d0}-{d1}")
         return _table(task, rows, ys, groups, [f"delta.{f}" for f in feats], keys,
                       classes=CHANGE_LABELS)
-    y_pat = _binary_target(table, target)
+    y_pat = _binary_target(table, target, positive)
     per_patient: dict[str, list[np.ndarray]] = {}
     for (p, _), x in by_day.items():
         per_patient.setdefault(p, []).append(x)
@@ -103,12 +126,25 @@ def task_table(task: str, folder: DownstreamFolder, source: str, ds: Dataset, *,
     return _table(task, rows, [y_pat[p] for p in pats], pats, feats, pats, classes=("0", "1"))
 
 
-def _binary_target(table: ClinicalTable, target: str) -> dict[str, int]:
+def _binary_target(table: ClinicalTable, target: str, positive: Sequence[str]
+                   ) -> dict[str, int]:
     col = table.schema.column(target)
-    if col.kind == "binary":
+    if col.kind == "binary" and not positive:
         return table.binary_per_patient(target)
+    if col.kind == "category" and positive:
+        bad = sorted(set(positive) - set(col.levels)) if col.levels else []
+        if bad:
+            raise DatasetError(f"--positive {','.join(positive)}: {bad[0]!r} is not a level of "
+                               f"{target} ({', '.join(col.levels)})")
+        return table.category_per_patient(target, positive)
+    if col.kind == "category":
+        raise DatasetError(f"{table.path}: outcome target {target!r} is a category; say which "
+                           f"levels count as positive, e.g. --positive "
+                           f"{','.join(col.levels[:2]) or 'LEVEL'}")
     raise DatasetError(f"{table.path}: outcome target {target!r} is a {col.kind} column; give "
-                       "a binary (0/1) column, e.g. --target readmit_30d")
+                       "a binary (0/1) column, e.g. --target readmit_30d" if not positive else
+                       f"{table.path}: --positive needs a category target; {target!r} is a "
+                       f"{col.kind}")
 
 
 def _severity(folder: DownstreamFolder, source: str, ds: Dataset, target: str) -> TaskTable:

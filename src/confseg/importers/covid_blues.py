@@ -47,8 +47,19 @@ CLINICAL_SCHEMA = ClinicalSchema.of(
     ClinicalColumn(name="spo2_with_ox", kind="float", unit="%",
                    description="SpO2 with oxygen (a range is its midpoint)"),
     ClinicalColumn(name="oxygen_liter", kind="float", unit="L/min", description="O2 flow"),
-    ClinicalColumn(name="respiratory_rate", kind="float", unit="/min",
-                   description="respiratory rate"),
+    ClinicalColumn(name="respiratory_rate", kind="float", unit="/min", covariate=True,
+                   description="respiratory rate at admission"),
+    ClinicalColumn(name="age", kind="float", unit="years", covariate=True, description="age"),
+    ClinicalColumn(name="sex", kind="binary", covariate=True,
+                   description="sex as the source codes it (pat_sex, 0/1)"),
+    ClinicalColumn(name="bmi", kind="float", unit="kg/m2", covariate=True,
+                   description="body-mass index"),
+    ClinicalColumn(name="pulse", kind="float", unit="/min", covariate=True,
+                   description="heart rate at admission"),
+    ClinicalColumn(name="body_temperature", kind="float", unit="degC", covariate=True,
+                   description="body temperature at admission"),
+    ClinicalColumn(name="crp", kind="float", unit="mg/L", covariate=True,
+                   description="C-reactive protein at admission"),
     *(ClinicalColumn(name=f"outcome_d{d}", kind="category", levels=("0", "1", "2", "3"),
                      description=_STATUS.format(d)) for d in (30, 0, 1, 3, 5, 7)),
     ClinicalColumn(name="los_totaladmission", kind="int", unit="days",
@@ -65,6 +76,11 @@ _SOURCE_COLUMNS = {  # clinical.csv column -> clinical_variables.csv column
     "spo2_with_ox": "oxygen_saturation_with_ox",
     "oxygen_liter": "oxygen_liter",
     "respiratory_rate": "respiratory_rate",
+    "age": "pat_age",
+    "bmi": "pat_bmi",
+    "pulse": "pulse",
+    "body_temperature": "body_temperature",
+    "crp": "CRP",
 }
 _CODE_COLUMNS = {  # integer-coded columns
     "outcome_d30": "outcome_status_d30",
@@ -76,6 +92,7 @@ _CODE_COLUMNS = {  # integer-coded columns
     "los_totaladmission": "los_totaladmission",
     "stay_icu": "stay_icu",
     "cov_test": "cov_test",
+    "sex": "pat_sex",
 }
 _RANGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*$")
 

@@ -23,17 +23,34 @@ from confseg.report._format import ci as _ci_base
 from confseg.report._format import finite as _finite
 from confseg.report._format import num as _num
 from confseg.report._format import uri as _uri
-from confseg.runs import ANNOTATION, RAW, DownstreamFolder, read_table
+from confseg.runs import (
+    ACQUISITION,
+    ANNOTATION,
+    CLINICAL,
+    PLUS_ACQ,
+    RAW,
+    DownstreamFolder,
+    read_table,
+)
 from confseg.viz import downstream_plots as plots
 
-BASELINES = (RAW, ANNOTATION)
+BASELINES = (RAW, ANNOTATION, ACQUISITION, CLINICAL, RAW + PLUS_ACQ)
 TITLES = {"sf": "S/F ratio per patient-day", "sf-change": "S/F change between consecutive days",
           "outcome": "Patient outcome", "severity": "Expert severity score per video"}
 KIND_NOTES = {"regression": "regression", "binary": "binary classification",
               "multiclass": "multiclass classification", "ordinal": "ordinal classification"}
-SHORT_NOTES = {RAW: "baseline, no segmentation", ANNOTATION: "oracle"}
+SHORT_NOTES = {RAW: "baseline, no segmentation", ANNOTATION: "oracle",
+               ACQUISITION: "control: how the video was recorded",
+               CLINICAL: "baseline: clinical covariates"}
 SOURCE_NOTES = {RAW: "baseline: image statistics, no segmentation",
-                ANNOTATION: "oracle: features of the annotations"}
+                ANNOTATION: "oracle: features of the annotations",
+                ACQUISITION: "control: frame count, rate, length and size of each video, no "
+                             "pixels",
+                CLINICAL: "baseline: the clinical table's covariate columns, no images",
+                "<source>+acquisition": "the source with the acquisition columns beside it; "
+                                        "compared with acquisition alone, it credits the "
+                                        "images only with what they add beyond how they were "
+                                        "recorded"}
 
 
 
@@ -164,7 +181,14 @@ def _predictions(folder: DownstreamFolder, task: str, s: dict[str, Any],
 def _task(folder: DownstreamFolder, task: str, s: dict[str, Any] | str,
           colours: dict[str, str]) -> dict[str, Any]:
     """One task's section; ``s`` is its summary, or why it could not be read."""
-    base = {"task": task, "title": TITLES.get(task, task)}
+    title = task
+    if isinstance(s, dict):
+        title = TITLES.get(str(s.get("task")), task)
+        if s.get("name", task) != s.get("task"):
+            title += f": {s.get('target')}"
+            if s.get("positive"):
+                title += f" in {{{', '.join(s['positive'])}}}"
+    base = {"task": task, "title": title}
     if isinstance(s, str):
         return {**base, "error": s}
     head = s.get("headline") or ""

@@ -16,10 +16,20 @@ from confseg.runs._base import (
     read_rows,
     strategy_slug,
 )
-from confseg.runs.downstream import ANNOTATION, RAW, DownstreamFolder, read_table, write_table
+from confseg.runs.downstream import (
+    ACQUISITION,
+    ANNOTATION,
+    CLINICAL,
+    PLUS_ACQ,
+    RAW,
+    DownstreamFolder,
+    read_table,
+    write_table,
+)
 from confseg.runs.run import EvalFolder, RunFolder
 from confseg.runs.study import StudyFolder
 
-__all__ = ["ANNOTATION", "FAILED", "FINISHED", "INTERRUPTED", "RAW", "RUNNING", "SPLITS",
-           "TEXT_COLUMNS", "TRAINED", "DownstreamFolder", "EvalFolder", "RunFolder",
+__all__ = ["ACQUISITION", "ANNOTATION", "CLINICAL", "FAILED", "FINISHED", "INTERRUPTED",
+           "PLUS_ACQ", "RAW", "RUNNING", "SPLITS", "TEXT_COLUMNS", "TRAINED", "DownstreamFolder",
+           "EvalFolder", "RunFolder",
            "StudyFolder", "read_rows", "read_table", "strategy_slug", "write_table"]

@@ -16,6 +16,9 @@ from confseg.runs._base import _Folder
 
 RAW = "raw"
 ANNOTATION = "annotation"
+ACQUISITION = "acquisition"
+CLINICAL = "clinical"  # a source read from clinical.csv's covariate columns, not stored here
+PLUS_ACQ = "+" + ACQUISITION  # "<source>+acquisition": the source with the acquisition columns
 
 
 class DownstreamFolder(_Folder):
@@ -32,6 +35,9 @@ class DownstreamFolder(_Folder):
           segmenters/<name>/patient_days.csv    per patient-day features (views, across views)
           raw/videos.csv, raw/patient_days.csv  the same for the raw-image baseline
           annotation/...                        the same from the annotations (the oracle)
+          acquisition/videos.csv, patient_days.csv
+                                                frame count, rate, length and size per video
+                                                (no pixels): the acquisition-only control
           tasks/<task>/summary.json             metrics with intervals per source, paired
                                                 differences against the references
           tasks/<task>/predictions.csv          out-of-fold predictions of every source (and,
@@ -53,8 +59,8 @@ class DownstreamFolder(_Folder):
         return self.root / "report.html"
 
     def source_dir(self, name: str) -> Path:
-        """``raw/`` and ``annotation/`` for the baselines, else ``segmenters/<name>/``."""
-        if name in (RAW, ANNOTATION):
+        """``raw/``, ``annotation/``, ``acquisition/`` (baselines), else ``segmenters/<name>/``."""
+        if name in (RAW, ANNOTATION, ACQUISITION):
             return self.root / name
         return self.root / "segmenters" / name
 
