@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DATA ?= demo/synthetic
 DEMO_STUDY ?= demo/study
+DEMO_VIDEOS ?= demo/videos
+DEMO_DOWNSTREAM ?= demo/downstream
 
-.PHONY: demo test lint install clean
+.PHONY: demo demo-downstream test lint install clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,6 +22,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m confseg.demo --data $(DEMO_DATA) --out $(DEMO_STUDY)
+
+# after `make demo`: the demo study's strategies judged by S/F, S/F change and readmission
+demo-downstream: $(STAMP)
+	$(BIN)/python -m confseg.demo_downstream --study $(DEMO_STUDY) --data $(DEMO_VIDEOS) --out $(DEMO_DOWNSTREAM)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -153,3 +153,26 @@ def test_clinical_covariates_and_a_category_outcome(syn, run, tmp_path_factory, 
                        repeats=1, folds=3)
     with pytest.raises(DatasetError, match="--positive needs a category target"):
         run_downstream(data, out, task="outcome", positive=["1"], repeats=1, folds=3)
+
+
+def test_demo_downstream_runs_end_to_end_on_a_tiny_study(syn, tmp_path, capsys):
+    # make demo-downstream: a study's strategies segment fresh synthetic clips, three tasks
+    from confseg import demo_downstream
+    from confseg.study import StudySpec, run_study
+
+    assert demo_downstream.main(["--study", str(tmp_path / "none"), "--out",
+                                 str(tmp_path / "d0")]) == 2
+    assert "run `make demo` first" in capsys.readouterr().out
+    spec = StudySpec(data=str(syn), strategies=("threshold:0", "soft"), k=2, seeds=1,
+                     base={"model": "unet-resnet18", "size": 32, "batch_size": 4, "epochs": 1,
+                           "patience": 0, "val": "none", "precision": "32-true"}, n_boot=20)
+    run_study(spec, tmp_path / "study", jobs=1, threads=1, quiet=True, examples=0)
+    out = tmp_path / "down"
+    code = demo_downstream.main(["--study", str(tmp_path / "study"), "--data",
+                                 str(tmp_path / "videos"), "--out", str(out), "--patients", "10",
+                                 "--max-frames", "2", "--repeats", "1", "--quiet"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    folder = DownstreamFolder(out)
+    assert set(folder.evaluated_tasks()) == {"sf", "sf-change", "outcome"}
+    assert folder.report_path.is_file() and "chosen by inner CV" in text

@@ -204,6 +204,20 @@ def _task(folder: DownstreamFolder, task: str, s: dict[str, Any] | str,
             "preds": _predictions(folder, task, s, colours)}
 
 
+def _notes(sources: Sequence[str]) -> dict[str, str]:
+    """The notes of the baselines on the page (``raw`` always)."""
+    present = {RAW, *sources}
+    if any(n.endswith(PLUS_ACQ) for n in sources):
+        present.add("<source>+acquisition")
+    return {k: v for k, v in SOURCE_NOTES.items() if k in present}
+
+
+def _task_rank(name: str, order: Sequence[str]) -> int:
+    """Where ``name`` (``<task>`` or ``<task>-<target>``) sorts: by its task's place."""
+    tasks = [t for t in order if name == t or name.startswith(t + "-")]
+    return order.index(max(tasks, key=len)) if tasks else len(order)
+
+
 # ----- the page ---------------------------------------------------------------------------
 def _sources(summaries: Sequence[dict[str, Any]]) -> list[str]:
     """Every source in first-seen order, the baselines first."""
@@ -244,8 +258,7 @@ def write_downstream_report(folder: str | os.PathLike[str] | DownstreamFolder,
         info, info_error = {}, str(exc)
     loaded: dict[str, dict[str, Any] | str] = {}
     order = list(TITLES)
-    for t in sorted(folder.evaluated_tasks(),
-                    key=lambda t: (order.index(t) if t in order else len(order), t)):
+    for t in sorted(folder.evaluated_tasks(), key=lambda t: (_task_rank(t, order), t)):
         try:
             loaded[t] = folder.read_task_summary(t)
         except ConfsegError as exc:
@@ -260,7 +273,7 @@ def write_downstream_report(folder: str | os.PathLike[str] | DownstreamFolder,
     html = env.get_template("downstream.html").render(
         name=folder.root.name, root=str(folder.root), tasks=tasks, info=info,
         datasets=datasets or ([info["dataset"]] if info.get("dataset") else []),
-        intervals=intervals, segmenters=_segmenters(info), notes=SOURCE_NOTES,
+        intervals=intervals, segmenters=_segmenters(info), notes=_notes(_sources(summaries)),
         info_error=info_error,
     )
     atomic_write_text(out, html)
