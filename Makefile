@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch pinned so pip takes the local CPU wheel (a looser spec pulls a multi-GB CUDA build).
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[dev,medical,annotator,onnx,ray]" "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[dev,medical,annotator,onnx,openvino,ray]" "torch==2.13.0"
 	@touch $(STAMP)
 
 install: $(STAMP)

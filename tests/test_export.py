@@ -81,3 +81,37 @@ def test_bundle_predicts_without_torch(run, tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "ok []"
+
+
+@pytest.fixture(scope="module")
+def bundle(run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("b") / "bundle"
+    assert main(["export", str(run), "--out", str(out), "--format", "onnx"]) == 0
+    return out
+
+
+def test_bundle_backends_agree_and_the_video_fast_path_matches(bundle):
+    from confseg.errors import ConfsegError
+    from confseg.inference.bundle import BundlePredictor
+
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (48, 64), dtype=np.uint8) for _ in range(3)]
+    ort = BundlePredictor(bundle, threads=1)
+    ref = np.stack([ort.predict(f) for f in frames])
+    prob, small = ort.canvas_probs(frames)  # one letterbox for the video, canvas resolution
+    assert prob.shape == (3, 2, 48, 64) and small[0].shape == (48, 64)  # longer side 64
+    np.testing.assert_allclose(prob, ref, atol=1e-5)
+    with pytest.raises(ConfsegError, match="needs --backend openvino"):
+        BundlePredictor(bundle, precision="bf16")
+    with pytest.raises(ConfsegError, match="--backend 'tensorrt'"):
+        BundlePredictor(bundle, backend="tensorrt")
+    pytest.importorskip("openvino")
+    ov = BundlePredictor(bundle, backend="openvino", threads=1)
+    np.testing.assert_allclose(ov.canvas_probs(frames)[0], prob, atol=1e-4)
+    import openvino
+
+    from confseg.inference.bundle import cpu_bf16
+
+    if cpu_bf16(openvino.Core()):
+        bf = BundlePredictor(bundle, backend="openvino", precision="bf16", threads=1)
+        assert np.abs(bf.canvas_probs(frames)[0] - prob).max() < 0.05

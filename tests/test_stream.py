@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -61,3 +62,24 @@ def test_predict_video_cli_every_and_errors(video, tmp_path, capsys):
     bad.write_bytes(b"not a video")
     assert main(["predict", str(run), str(bad), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
     assert "bad.mp4" in capsys.readouterr().err
+    # a run folder runs on torch; other backends need a bundle
+    assert main(["predict", str(run), str(video), "--out", str(tmp_path / "o3"), "--backend",
+                 "openvino", "--quiet"]) == 2
+    assert "export it first" in capsys.readouterr().err
+    bundle = tmp_path / "bundle"
+    assert main(["export", str(run), "--out", str(bundle), "--format", "onnx"]) == 0
+    capsys.readouterr()
+    backends = ["onnxruntime"]
+    if importlib.util.find_spec("openvino"):
+        backends.append("openvino")
+    for backend in backends:  # the bundle's fast path: the same probabilities as the run's
+        assert main(["predict", str(bundle), str(video), "--out", str(tmp_path / backend),
+                     "--backend", backend, "--every", "3", "--quiet"]) == 0
+        meta = json.loads((tmp_path / backend / "clip" / "video.json").read_text())
+        got = np.concatenate([np.load(tmp_path / backend / "clip" / c)["prob"]
+                              for c in meta["chunks"]]).astype(np.float32)
+        ref = np.concatenate([np.load(tmp_path / "o" / "clip" / c)["prob"]
+                              for c in meta["chunks"]]).astype(np.float32)
+        assert got.shape == ref.shape and np.abs(got - ref).max() < 0.02, backend
+    assert main(["predict", str(bundle), str(video), "--out", str(tmp_path / "o4"), "--backend",
+                 "torch", "--quiet"]) == 2

@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         console.print(f"[bold]1/3[/bold] using the existing video dataset {data}")
     console.print(f"[bold]2/3[/bold] segmenting every clip with each strategy of {args.study} "
-                  f"(every {args.every}th frame, at most {args.max_frames})")
+                  f"(one frame in {args.every}, at most {args.max_frames} per clip)")
     with progress_bar("videos", quiet=args.quiet) as prog:
         info = segment_videos(args.study, data, args.out, every=args.every,
                               max_frames=args.max_frames, progress=prog)

@@ -382,6 +382,12 @@ def predict(
     max_frames: Annotated[int | None, typer.Option(help="Videos: at most M frames.")] = None,
     overlay: Annotated[bool, typer.Option(help="Videos: also write overlay.mp4.")] = False,
     batch_size: Annotated[int, typer.Option(help="Videos: frames per forward pass.")] = 8,
+    backend: Annotated[str | None, typer.Option(
+        help="Videos: torch (a run folder), onnxruntime or openvino (a bundle; default "
+             "onnxruntime).")] = None,
+    precision: Annotated[str, typer.Option(
+        help="Videos with --backend openvino: fp32 or bf16 (AVX-512 BF16 / AMX CPUs).")]
+    = "fp32",
     threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
@@ -392,7 +398,8 @@ def predict(
         if len(videos) != len(images):
             raise ConfsegError("give either images or videos, not both, in one call")
         _predict_videos(run, videos, out, every=every, max_frames=max_frames,
-                        overlay=overlay, batch_size=batch_size, quiet=quiet)
+                        overlay=overlay, batch_size=batch_size, quiet=quiet, backend=backend,
+                        precision=precision, threads=threads)
         return
     from confseg.inference.files import predict_files
 

@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from confseg.cli.common import Overwrite, Quiet, Threads, set_threads, user_errors
+from confseg.errors import ConfsegError
 from confseg.progress import console, progress_bar
 
 
@@ -27,15 +28,26 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
 
 
 def _predict_videos(model_path: Path, videos: list[Path], out: Path, *, every: int,
-                    max_frames: int | None, overlay: bool, batch_size: int, quiet: bool) -> None:
+                    max_frames: int | None, overlay: bool, batch_size: int, quiet: bool,
+                    backend: str | None = None, precision: str = "fp32",
+                    threads: int | None = None) -> None:
     from confseg.inference.bundle import METADATA
     from confseg.inference.stream import predict_video
 
     if (model_path / METADATA).is_file():
         from confseg.inference.bundle import BundlePredictor
 
-        model: Any = BundlePredictor(model_path)
+        if backend == "torch":
+            raise ConfsegError(f"{model_path} is a bundle: --backend onnxruntime or openvino "
+                               "(torch runs a run folder)")
+        model: Any = BundlePredictor(model_path, backend=backend or "onnxruntime",
+                                     precision=precision, threads=threads)
     else:
+        if backend not in (None, "torch") or precision != "fp32":
+            raise ConfsegError(f"{model_path} is a run folder, which runs on torch in fp32; "
+                               f"for --backend {backend or 'onnxruntime'} --precision "
+                               f"{precision} export it first: `confseg export {model_path} "
+                               "--out BUNDLE --format onnx`, then predict with BUNDLE")
         from confseg.inference import Predictor
 
         model = Predictor.from_run(model_path)

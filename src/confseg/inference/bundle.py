@@ -1,4 +1,4 @@
-"""A deployable model bundle, and its predictor that needs only numpy, Pillow and onnxruntime.
+"""A deployable model bundle, and its predictor: numpy, Pillow and onnxruntime or OpenVINO.
 
 ::
 
@@ -10,21 +10,21 @@
       summary.json            the run's test metrics
 
 :class:`BundlePredictor` imports no torch: a point-of-care machine runs the bundle with
-``pip install numpy pillow onnxruntime`` (``import confseg.inference.bundle`` loads neither
-torch nor Lightning).
+``pip install numpy pillow onnxruntime`` (or ``openvino``; ``import confseg.inference.bundle``
+loads neither torch nor Lightning).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from confseg.errors import CheckpointError
+from confseg.errors import CheckpointError, ConfsegError
 from confseg.io.optional import require
 from confseg.preprocess import to_channels
 
@@ -60,29 +60,78 @@ def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
                      for c in x.astype(np.float32)])
 
 
+BACKENDS = ("onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16")
+
+
+def cpu_bf16(core: Any) -> bool:
+    """Whether OpenVINO's CPU plugin computes in bf16 here (AVX-512 BF16 or AMX)."""
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 class BundlePredictor:
-    """Per-class probabilities from a bundle's ONNX model (numpy + onnxruntime).
+    """Per-class probabilities from a bundle's ONNX model (numpy + onnxruntime or OpenVINO).
 
     Args:
         bundle: The bundle folder.
+        backend: ``onnxruntime`` (fp32) or ``openvino`` (reads the same ONNX file; fp32, or
+            bf16 where the CPU has AVX-512 BF16 or AMX).
+        precision: ``fp32`` or ``bf16`` (OpenVINO only).
         providers: onnxruntime execution providers (default CPU).
-        threads: onnxruntime intra-op threads (None: its default).
+        threads: Intra-op threads (None: the backend's default).
+
+    Raises:
+        CheckpointError: not a bundle, no ONNX model in it.
+        ConfsegError: an unknown backend or precision, bf16 without OpenVINO or on a CPU
+            without bf16, or the backend's package missing.
     """
 
-    def __init__(self, bundle: str | os.PathLike[str], *,
+    def __init__(self, bundle: str | os.PathLike[str], *, backend: str = "onnxruntime",
+                 precision: str = "fp32",
                  providers: Sequence[str] = ("CPUExecutionProvider",),
                  threads: int | None = None) -> None:
         self.root = Path(bundle)
         self.metadata = read_metadata(bundle)
-        ort = require("onnxruntime", "onnx", purpose=f"{bundle}: running the ONNX model")
+        if backend not in BACKENDS:
+            raise ConfsegError(f"--backend {backend!r}; choose {' or '.join(BACKENDS)}")
+        if precision not in PRECISIONS:
+            raise ConfsegError(f"--precision {precision!r}; choose {' or '.join(PRECISIONS)}")
         if not (self.root / ONNX).is_file():
             raise CheckpointError(f"{self.root / ONNX}: missing; export with --format onnx")
+        self.backend, self.precision = backend, precision
+        if backend == "openvino":
+            self._infer = self._openvino(threads)
+        else:
+            if precision != "fp32":
+                raise ConfsegError("--precision bf16 needs --backend openvino (onnxruntime "
+                                   "runs the fp32 model)")
+            self._infer = self._onnxruntime(providers, threads)
+
+    def _onnxruntime(self, providers: Sequence[str], threads: int | None
+                     ) -> Callable[[np.ndarray], np.ndarray]:
+        ort = require("onnxruntime", "onnx", purpose=f"{self.root}: running the ONNX model")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(self.root / ONNX), opts,
                                             providers=list(providers))
         self.input_name = self.session.get_inputs()[0].name
+        return lambda x: self.session.run(None, {self.input_name: x})[0]
+
+    def _openvino(self, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+        ov = require("openvino", "openvino", purpose="--backend openvino")
+        core = ov.Core()
+        if self.precision == "bf16" and not cpu_bf16(core):
+            raise ConfsegError("--precision bf16: this CPU has neither AVX-512 BF16 nor AMX; "
+                               "use fp32")
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT":
+                                  "bf16" if self.precision == "bf16" else "f32",
+                                  "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = core.compile_model(str(self.root / ONNX), "CPU", config)
+        request = compiled.create_infer_request()
+        return lambda x: np.asarray(request.infer([x])[0])
 
     @property
     def classes(self) -> list[str]:
@@ -119,8 +168,7 @@ class BundlePredictor:
         out: list[np.ndarray] = []
         for i in range(0, len(images), batch_size):
             prepared = [self._canvas(im) for im in images[i:i + batch_size]]
-            x = np.stack([p[0] for p in prepared])
-            (z,) = self.session.run(None, {self.input_name: x})
+            z = self._infer(np.stack([p[0] for p in prepared]))
             for zj, (_, (h, w, nh, nw)) in zip(z, prepared, strict=True):
                 out.append(_resize(np.ascontiguousarray(zj[:, :nh, :nw]), h, w))
         return out
@@ -139,3 +187,26 @@ class BundlePredictor:
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Probabilities ``(K, H, W)`` of one image."""
         return self.predict_many([image])[0]
+
+    def canvas_probs(self, frames: Sequence[np.ndarray]
+                     ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The video fast path: frames of one size, letterboxed once, probabilities on the canvas.
+
+        Args:
+            frames: ``(H, W)`` uint8 grey frames, all of the same size.
+
+        Returns:
+            ``(prob, small)``: probabilities ``(N, K, h, w)`` float32 at the frame's scale on
+            the canvas (longer side = the model size), and the frames at that scale (uint8).
+        """
+        from PIL import Image
+
+        h, w = frames[0].shape[:2]
+        s = self.size / max(h, w)
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        small = [f if (h, w) == (nh, nw) else np.asarray(
+            Image.fromarray(f).resize((nw, nh), Image.BILINEAR)) for f in frames]
+        x = np.zeros((len(frames), self.channels, self.size, self.size), np.float32)
+        x[:, :, :nh, :nw] = np.stack(small)[:, None].astype(np.float32) / 255.0
+        z = self._infer(x)[:, :, :nh, :nw]
+        return (1.0 / (1.0 + np.exp(-z / self.temperature))).astype(np.float32), small

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ import torch.nn.functional as F
 
 from confseg.inference.ensemble import ProbabilityModel
 from confseg.inference.predictor import Predictor
+
+if TYPE_CHECKING:
+    from confseg.inference.bundle import BundlePredictor
 from confseg.io.video import VideoInfo, iter_frames, probe_video
 from confseg.preprocess import Letterbox, to_channels
 
@@ -71,6 +75,11 @@ def segment_frames(model: ProbabilityModel, frames: Iterator[tuple[int, np.ndarr
     if isinstance(model, Predictor):
         yield from _predictor_batches(model, info, frames, batch_size, full_size)
         return
+    from confseg.inference.bundle import BundlePredictor
+
+    if isinstance(model, BundlePredictor) and not full_size:
+        yield from _bundle_batches(model, frames, batch_size)
+        return
     batch: list[tuple[int, np.ndarray]] = []
     for item in frames:
         batch.append(item)
@@ -79,6 +88,28 @@ def segment_frames(model: ProbabilityModel, frames: Iterator[tuple[int, np.ndarr
             batch = []
     if batch:
         yield from _generic(model, batch, batch_size)
+
+
+def _bundle_batches(model: BundlePredictor, frames: Iterator[tuple[int, np.ndarray]],
+                    batch_size: int) -> Iterator[SegmentedFrame]:
+    """A bundle's fast path: numpy letterbox, one backend call per batch, canvas resolution."""
+    batch: list[tuple[int, np.ndarray]] = []
+    for item in frames:
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield from _bundle_run(model, batch)
+            batch = []
+    if batch:
+        yield from _bundle_run(model, batch)
+
+
+def _bundle_run(model: BundlePredictor, batch: list[tuple[int, np.ndarray]]
+                ) -> Iterator[SegmentedFrame]:
+    grey = [f if f.ndim == 2 else (to_channels(f, 1)[0] * 255).round().astype(np.uint8)
+            for _, f in batch]
+    prob, small = model.canvas_probs(grey)
+    for j, (i, _) in enumerate(batch):
+        yield SegmentedFrame(i, small[j], prob[j])
 
 
 def _generic(model: ProbabilityModel, batch: list[tuple[int, np.ndarray]], batch_size: int
