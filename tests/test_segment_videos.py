@@ -11,7 +11,7 @@ import pytest
 from confseg.cli import main
 from confseg.config import TrainConfig
 from confseg.data import load_dataset
-from confseg.downstream.folder import DownstreamFolder, read_table
+from confseg.downstream.folder import DownstreamFolder, read_table, write_table
 from confseg.downstream.segment import segment_videos, segmenters_from
 from confseg.runs import StudyFolder
 from confseg.synth import generate
@@ -112,17 +112,39 @@ def test_downstream_task_on_every_source(syn, run, tmp_path_factory, task):
     out = tmp_path_factory.getbasetemp() / "down"
     s = run_downstream(syn, out, task=task, segmenters=[run], repeats=1, folds=3,
                        max_frames=2, n_boot=50)
-    assert s["sources"] == ["raw", "annotation", "acquisition", "run", "raw+acquisition",
-                            "run+acquisition"]
+    # every synthetic clip is recorded alike: acquisition is a source, but adds nothing to one
+    assert s["sources"] == ["raw", "annotation", "acquisition", "run"]
     head = s["headline"]
     for name in s["sources"]:
         m = s["results"][name]["metrics"][head]
         assert m["n_patients"] == 8 and math.isfinite(m["mean"])
     assert set(s["paired"]["raw"]) == {"annotation", "acquisition", "run"}
-    assert set(s["paired"]["acquisition"]) == {"raw+acquisition", "run+acquisition"}
-    acq = s["results"]["run+acquisition"]["n_features"]
-    assert acq == s["results"]["run"]["n_features"] + s["results"]["acquisition"]["n_features"]
+    assert not s["paired"].get("acquisition")
     assert DownstreamFolder(out).task_predictions(task).is_file()
+
+
+def test_sources_plus_acquisition_when_videos_were_recorded_differently(syn, run,
+                                                                        tmp_path_factory,
+                                                                        tmp_path):
+    from confseg.downstream.run import run_downstream
+
+    base = tmp_path_factory.getbasetemp() / "down"
+    if not DownstreamFolder(base).segment_path.is_file():
+        segment_videos(run, syn, base, max_frames=2)
+    out = tmp_path / "down"
+    shutil.copytree(base, out, ignore=shutil.ignore_patterns("tasks"))
+    folder = DownstreamFolder(out)  # as if each patient's clips had another length
+    days = read_table(folder.patient_days_csv("acquisition"))
+    for i, row in enumerate(days):
+        row["all.mean.acq.frames"] = 16 + 3 * (i % 5)
+    write_table(folder.patient_days_csv("acquisition"), days)
+    s = run_downstream(syn, out, task="sf", repeats=1, folds=3, n_boot=50)
+    assert s["sources"][-2:] == ["raw+acquisition", "run+acquisition"]
+    assert set(s["paired"]["acquisition"]) == {"raw+acquisition", "run+acquisition"}
+    assert "raw+acquisition" not in s["paired"]["raw"]
+    res = s["results"]
+    assert res["run+acquisition"]["n_features"] == (res["run"]["n_features"]
+                                                    + res["acquisition"]["n_features"])
 
 
 def test_clinical_covariates_and_a_category_outcome(syn, run, tmp_path_factory, tmp_path):
@@ -162,16 +184,18 @@ def test_demo_downstream_runs_end_to_end_on_a_tiny_study(syn, tmp_path, capsys):
 
     assert demo_downstream.main(["--study", str(tmp_path / "none"), "--out",
                                  str(tmp_path / "d0")]) == 2
-    assert "run `make demo` first" in capsys.readouterr().out
+    assert "run `make demo` first" in " ".join(capsys.readouterr().err.split())
     spec = StudySpec(data=str(syn), strategies=("threshold:0", "soft"), k=2, seeds=1,
                      base={"model": "unet-resnet18", "size": 32, "batch_size": 4, "epochs": 1,
                            "patience": 0, "val": "none", "precision": "32-true"}, n_boot=20)
-    run_study(spec, tmp_path / "study", jobs=1, threads=1, quiet=True, examples=0)
+    run_study(spec, tmp_path / "study", jobs=2, threads=1, quiet=True, examples=0)
     out = tmp_path / "down"
     code = demo_downstream.main(["--study", str(tmp_path / "study"), "--data",
-                                 str(tmp_path / "videos"), "--out", str(out), "--patients", "10",
-                                 "--max-frames", "2", "--repeats", "1", "--quiet"])
-    text = capsys.readouterr().out
+                                 str(tmp_path / "videos"), "--out", str(out), "--patients", "6",
+                                 "--views", "1", "--max-frames", "1", "--repeats", "1",
+                                 "--folds", "3", "--quiet"])
+    cap = capsys.readouterr()
+    text = " ".join((cap.out + cap.err).split())
     assert code == 0, text
     folder = DownstreamFolder(out)
     assert set(folder.evaluated_tasks()) == {"sf", "sf-change", "outcome"}

@@ -29,9 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="demo/videos", help="synthetic video dataset folder")
     ap.add_argument("--out", default="demo/downstream", help="downstream folder")
     ap.add_argument("--patients", type=int, default=40)
+    ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--every", type=int, default=2)
     ap.add_argument("--max-frames", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
@@ -58,10 +60,10 @@ def _run(args: argparse.Namespace) -> int:
                          "segment the videos)")
     data = Path(args.data)
     if not (data / "dataset.json").exists():
-        console.print(f"[bold]1/3[/bold] generating {args.patients} patients x 4 views x 2 days "
-                      f"of synthetic clips in {data}")
+        console.print(f"[bold]1/3[/bold] generating {args.patients} patients x {args.views} "
+                      f"views x 2 days of synthetic clips in {data}")
         with progress_bar("synth", quiet=args.quiet) as prog:
-            generate(data, patients=args.patients, views=4, days=2, size=128, seed=1,
+            generate(data, patients=args.patients, views=args.views, days=2, size=128, seed=1,
                      videos=True, progress=prog)
     else:
         console.print(f"[bold]1/3[/bold] using the existing video dataset {data}")
@@ -73,10 +75,10 @@ def _run(args: argparse.Namespace) -> int:
     seconds = sum(info["seconds"].values())
     console.print(f"    {info['videos']} clips, {len(info['segmenters'])} segmenters, "
                   f"{seconds:.0f} s")
-    console.print(f"[bold]3/3[/bold] {', '.join(TASKS)}: {args.repeats} x 5 patient-grouped "
-                  "splits, hyper-parameters tuned inside each")
+    console.print(f"[bold]3/3[/bold] {', '.join(TASKS)}: {args.repeats} x {args.folds} "
+                  "patient-grouped splits, hyper-parameters tuned inside each")
     for task in TASKS:
-        s = run_downstream(data, args.out, task=task, repeats=args.repeats, folds=5)
+        s = run_downstream(data, args.out, task=task, repeats=args.repeats, folds=args.folds)
         head = s["headline"]
         console.print(f"  [bold]{task}[/bold] ({head}, {s['n_samples']} samples of "
                       f"{s['n_patients']} patients)")

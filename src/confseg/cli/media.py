@@ -34,14 +34,22 @@ def _predict_videos(model_path: Path, videos: list[Path], out: Path, *, every: i
     from confseg.inference.bundle import METADATA
     from confseg.inference.stream import predict_video
 
+    model: Any
     if (model_path / METADATA).is_file():
         from confseg.inference.bundle import BundlePredictor
 
         if backend == "torch":
             raise ConfsegError(f"{model_path} is a bundle: --backend onnxruntime or openvino "
                                "(torch runs a run folder)")
-        model: Any = BundlePredictor(model_path, backend=backend or "onnxruntime",
-                                     precision=precision, threads=threads)
+        if backend == "fast":
+            from confseg.inference.bundle import fastest
+
+            model, choice = fastest(model_path, threads=threads, batch_size=batch_size)
+            rates = ", ".join(f"{k} {v['model_fps']:.0f}" for k, v in choice["measured"].items())
+            typer.echo(f"fast: {choice['chosen']} (model frames/s here: {rates})")
+        else:
+            model = BundlePredictor(model_path, backend=backend or "onnxruntime",
+                                    precision=precision, threads=threads)
     else:
         if backend not in (None, "torch") or precision != "fp32":
             raise ConfsegError(f"{model_path} is a run folder, which runs on torch in fp32; "

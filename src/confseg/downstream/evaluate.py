@@ -19,6 +19,7 @@ import numpy as np
 
 from confseg.downstream.tasks import TaskTable
 from confseg.errors import ConfsegError
+from confseg.metrics import labels as lab
 
 ESTIMATORS = ("linear", "gbm")
 HEADLINE = {"regression": "mae", "binary": "auc", "multiclass": "macro_f1", "ordinal": "qwk"}
@@ -63,29 +64,24 @@ def _splitter(kind: str, n_splits: int, seed: int, y: np.ndarray) -> Any:
 def metrics(kind: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None
             ) -> dict[str, float]:
     """The task's metrics of predictions ``pred`` (and class probabilities ``proba``)."""
-    from sklearn import metrics as m
-
     if kind == "regression":
         r = float(np.corrcoef(y, pred)[0, 1]) if len(y) > 2 and np.std(pred) > 0 else math.nan
-        return {"mae": float(m.mean_absolute_error(y, pred)),
-                "rmse": float(math.sqrt(m.mean_squared_error(y, pred))), "pearson_r": r}
-    out = {"accuracy": float(m.accuracy_score(y, pred))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if kind == "binary":
-            out["auc"] = (float(m.roc_auc_score(y, proba[:, 1])) if proba is not None
-                          and len(set(y)) == 2 else math.nan)
-            out["balanced_accuracy"] = float(m.balanced_accuracy_score(y, pred))
-            out["f1"] = float(m.f1_score(y, pred, zero_division=0))
-        elif kind == "multiclass":
-            out["macro_f1"] = float(m.f1_score(y, pred, average="macro", zero_division=0))
-            try:
-                out["auc_ovr"] = float(m.roc_auc_score(y, proba, multi_class="ovr",
-                                                       labels=list(range(proba.shape[1]))))
-            except (ValueError, TypeError):
-                out["auc_ovr"] = math.nan
-        else:
-            out["qwk"] = float(m.cohen_kappa_score(y, pred, weights="quadratic"))
+        err = np.asarray(y, dtype=np.float64) - pred
+        return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))),
+                "pearson_r": r}
+    # numpy kernels equal to scikit-learn's (tests/test_metrics_labels.py), without its
+    # per-call validation: the bootstrap calls this tens of thousands of times per task
+    out = {"accuracy": lab.accuracy(y, pred)}
+    if kind == "binary":
+        out["auc"] = (lab.auc(y == 1, proba[:, 1]) if proba is not None and proba.shape[1] == 2
+                      else math.nan)
+        out["balanced_accuracy"] = lab.balanced_accuracy(y, pred)
+        out["f1"] = lab.f1(y, pred)
+    elif kind == "multiclass":
+        out["macro_f1"] = lab.macro_f1(y, pred)
+        out["auc_ovr"] = lab.auc_ovr(y, proba) if proba is not None else math.nan
+    else:
+        out["qwk"] = lab.quadratic_kappa(y, pred)
     return out
 
 

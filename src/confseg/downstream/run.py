@@ -6,7 +6,8 @@ them), ``acquisition`` (frame count, rate, length and size: how the video was re
 ``clinical`` (the clinical table's covariate columns, where it marks some), and each
 segmenter (a run, or each strategy of a study). ``<source>+acquisition`` adds the
 acquisition columns to raw and to every segmenter: compared with ``acquisition`` alone, it
-credits the images only with what they add beyond how they were recorded. Every source is
+credits the images only with what they add beyond how they were recorded (left out when
+every video was recorded alike: then it equals the source). Every source is
 evaluated on the same samples (the keys all sources have) and the same seeded splits;
 paired differences use the same patient draws.
 """
@@ -69,6 +70,12 @@ def _plus(a: TaskTable, b: TaskTable) -> TaskTable:
                      features=a.features + b.features, keys=a.keys, classes=a.classes)
 
 
+def _varies(t: TaskTable) -> bool:
+    """Whether any column of ``t`` takes two values (NaN aside)."""
+    with np.errstate(all="ignore"):
+        return bool(np.any(np.nanmax(t.X, axis=0) > np.nanmin(t.X, axis=0))) if len(t.y) else False
+
+
 def _compared(ref: str, names: Sequence[str]) -> list[str]:
     """Who is compared with ``ref``: ``X+acquisition`` with acquisition, the rest otherwise."""
     if ref == ACQUISITION:
@@ -112,7 +119,8 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
     names += segs
     tables = _common({n: task_table(task, folder, n, ds, target=target, tolerance=tolerance,
                                     positive=positive) for n in names})
-    if ACQUISITION in tables:
+    acq = tables.get(ACQUISITION)
+    if acq is not None and _varies(acq):  # constant acquisition adds nothing to a source
         for n in [RAW, *segs]:
             tables[n + PLUS_ACQ] = _plus(tables[n], tables[ACQUISITION])
             names.append(n + PLUS_ACQ)
