@@ -152,7 +152,7 @@ def test_dice(run: Path, models: dict[str, Any]) -> dict[str, dict[str, float]]:
     from confseg.runs import RunFolder
 
     folder = RunFolder(run)
-    ds = load_dataset(folder.config().data)
+    ds = load_dataset(folder.config.data)
     test = folder.partition()["test"]
     items = [it for it in ds.items if it.patient in test and it.image]
     out: dict[str, dict[str, float]] = {}
