@@ -384,7 +384,8 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Videos: frames per forward pass.")] = 8,
     backend: Annotated[str | None, typer.Option(
         help="Videos: torch (a run folder), onnxruntime, openvino, or fast (a bundle; fast "
-             "measures them here and takes the quickest within 0.01 of fp32; default "
+             "measures them here and takes the quickest whose probabilities stay within 0.01 of "
+             "fp32 on average; default "
              "onnxruntime).")] = None,
     precision: Annotated[str, typer.Option(
         help="Videos with --backend openvino: fp32 or bf16 (AVX-512 BF16 / AMX CPUs).")]

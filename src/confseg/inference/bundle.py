@@ -220,7 +220,9 @@ def fastest(bundle: str | os.PathLike[str], *, threads: int | None = None,
 
     Every available setting (onnxruntime fp32, OpenVINO fp32, OpenVINO bf16 where the CPU
     has it) runs ``batch_size`` random frames for about ``seconds``; a setting whose
-    probabilities differ from onnxruntime fp32 by more than ``tolerance`` is not chosen.
+    probabilities differ from onnxruntime fp32 by more than ``tolerance`` on average is not
+    chosen (the largest difference is reported too: bf16 reaches about 0.01 on random
+    input, and cost 0.0002 Dice on real frames, docs/results.md).
 
     Returns:
         The chosen predictor, and what was measured (frames/s and the largest probability
@@ -248,10 +250,11 @@ def fastest(bundle: str | os.PathLike[str], *, threads: int | None = None,
             p._infer(x)
             n += batch_size
         fps = n / (time.perf_counter() - t0)
-        diff = float(np.abs(prob - ref).max())
+        diff = np.abs(prob - ref)
         table[f"{p.backend}-{p.precision}"] = {"model_fps": round(fps, 1),
-                                                "max_abs_prob_diff": round(diff, 5)}
-        if diff <= tolerance and fps > best_fps:
+                                                "mean_abs_prob_diff": round(float(diff.mean()), 6),
+                                                "max_abs_prob_diff": round(float(diff.max()), 5)}
+        if diff.mean() <= tolerance and fps > best_fps:
             best, best_fps = p, fps
     return best, {"measured": table, "chosen": f"{best.backend}-{best.precision}",
                   "tolerance": tolerance}
