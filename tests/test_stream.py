@@ -83,3 +83,35 @@ def test_predict_video_cli_every_and_errors(video, tmp_path, capsys):
         assert got.shape == ref.shape and np.abs(got - ref).max() < 0.02, backend
     assert main(["predict", str(bundle), str(video), "--out", str(tmp_path / "o4"), "--backend",
                  "torch", "--quiet"]) == 2
+
+
+MEMORY = """
+import resource, sys
+sys.path.insert(0, sys.argv[3])
+import torch
+torch.set_num_threads(1)
+from conftest import random_predictor
+from confseg.inference.stream import predict_video
+meta = predict_video(random_predictor(size=32), sys.argv[1], sys.argv[2], batch_size=8)
+print(meta["frames"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_memory_is_flat_in_video_length(tmp_path):
+    # 2,000 frames peak within a small margin of 100: one batch in memory, chunks on disk
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    peaks = {}
+    for n in (100, 2000):
+        clip = write_clip(tmp_path / f"c{n}.mp4", frames=n, shape=(192, 256), start=60, step=0)
+        proc = subprocess.run([sys.executable, "-c", MEMORY, str(clip), str(tmp_path / f"o{n}"),
+                               str(Path(__file__).parent)], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        frames, peak_kb = map(int, proc.stdout.split()[-2:])
+        assert frames == n
+        peaks[n] = peak_kb / 1024
+    # MiB; the 2,000 decoded frames alone would hold 94 MiB
+    assert peaks[2000] - peaks[100] < 25, peaks  # measured: 490 and 504 MiB
