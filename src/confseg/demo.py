@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from confseg.data import load_dataset
@@ -43,12 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="fpn-resnet18")
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+    return guarded(_run, ap.parse_args(argv))
 
+
+def guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``run(args)``, a user error printed as one line with its exit code (2)."""
     from confseg.errors import ConfsegError
 
     try:
-        return _run(args)
+        return run(args)
     except ConfsegError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return getattr(exc, "exit_code", 2)

@@ -35,15 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+    from confseg.demo import guarded
 
-    from confseg.errors import ConfsegError
-
-    try:
-        return _run(args)
-    except ConfsegError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return getattr(exc, "exit_code", 2)
+    return guarded(_run, ap.parse_args(argv))
 
 
 def _run(args: argparse.Namespace) -> int:
