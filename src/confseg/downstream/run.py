@@ -96,7 +96,7 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
     Segmenters not yet in ``out`` are segmented first (cached per video).
 
     Returns:
-        The ``tasks/<task>/summary.json`` object.
+        The ``tasks/<name>/summary.json`` object.
     """
     check_task(task)
     name = analysis_name(task, target)

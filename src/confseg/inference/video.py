@@ -21,11 +21,11 @@ import torch.nn.functional as F
 
 from confseg.inference.ensemble import ProbabilityModel
 from confseg.inference.predictor import Predictor
+from confseg.io.video import VideoInfo, iter_frames, probe_video
+from confseg.preprocess import Letterbox, to_channels
 
 if TYPE_CHECKING:
     from confseg.inference.bundle import BundlePredictor
-from confseg.io.video import VideoInfo, iter_frames, probe_video
-from confseg.preprocess import Letterbox, to_channels
 
 
 @dataclass(frozen=True)
