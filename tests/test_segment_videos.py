@@ -173,6 +173,8 @@ def test_clinical_covariates_and_a_category_outcome(syn, run, tmp_path_factory, 
     with pytest.raises(DatasetError, match="'cardiac' is not a level of probe"):
         run_downstream(data, out, task="outcome", target="probe", positive=["cardiac"],
                        repeats=1, folds=3)
+    with pytest.raises(DatasetError, match="--positive is for --task outcome"):
+        run_downstream(data, out, task="sf", positive=["1"], repeats=1, folds=3)
     with pytest.raises(DatasetError, match="--positive needs a category target"):
         run_downstream(data, out, task="outcome", positive=["1"], repeats=1, folds=3)
 

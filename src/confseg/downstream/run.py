@@ -99,6 +99,8 @@ def run_downstream(data: str | os.PathLike[str], out: str | os.PathLike[str], *,
         The ``tasks/<name>/summary.json`` object.
     """
     check_task(task)
+    if positive and task != "outcome":
+        raise DatasetError(f"--positive is for --task outcome, not {task}")
     name = analysis_name(task, target)
     ds = load_dataset(data)
     folder = DownstreamFolder(out)
