@@ -220,7 +220,7 @@ def main() -> None:
                 with torch.inference_mode():
                     return eager.model(torch.from_numpy(x)).numpy()
         else:
-            infer = model._infer
+            infer = model.logits_canvas
         alone = {f"model_alone_fps_batch{b}": rnd(model_alone(infer, eager.channels, eager.size,
                                                               b, args.reps), 1)
                  for b in sorted({1, args.batch_size})}
