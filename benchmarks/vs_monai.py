@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="confseg recipe: any other TrainConfig option (repeatable)")
+    ap.add_argument("--name", default="",
+                    help="confseg runs go to WORK/confseg-NAME-fF, so several confseg variants "
+                         "share one plain MONAI cache in WORK")
     ap.add_argument("--reuse-confseg", action="store_true",
                     help="reuse confseg runs already trained in --work with the same config "
                          "(e.g. folds trained by parallel invocations); times are the stored ones")
@@ -175,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # confseg
         log(f"fold {f}: confseg {args.model} {args.strategy} val={args.val}, {args.epochs} "
             "epochs")
-        cfg = TrainConfig(data=str(native), out=str(work / f"confseg-f{f}"),
+        name = f"confseg-{args.name}-f{f}" if args.name else f"confseg-f{f}"
+        cfg = TrainConfig(data=str(native), out=str(work / name),
                           splits=str(work / "splits.json"), model=args.model,
                           strategy=args.strategy, fold=f, val=args.val, epochs=args.epochs,
                           size=args.size, batch_size=args.batch_size, lr=args.lr,

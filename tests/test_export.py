@@ -34,11 +34,27 @@ def run(tmp_path_factory):
 def test_export_bundle_round_trip(run, tmp_path, capsys):
     out = tmp_path / "bundle"
     assert main(["export", str(run), "--out", str(out)]) == 0
-    assert "ONNX vs eager" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "ONNX vs eager" in printed and "onnxruntime-int8: test Dice" in printed
     meta = json.loads((out / "configs" / "metadata.json").read_text())
     assert meta["classes"] == ["a", "b"] and meta["input"]["size"] == 64
-    assert meta["modality"] == "US" and set(meta["formats"]) == {"torchscript", "onnx"}
+    assert meta["modality"] == "US"
+    assert set(meta["formats"]) == {"torchscript", "onnx", "openvino", "onnx-int8"}
+    assert (out / "models" / "model.xml").is_file() and (out / "models" / "model.bin").is_file()
     assert meta["checks"]["onnx_vs_eager_max_abs_prob"] < 1e-2
+    # int8: calibrated on the run's training images (4 patients, k=2, val none: 2 train)
+    assert meta["int8"]["calibration_images"] == 4 and meta["int8"]["calibration_split"] == "train"
+    cost = meta["precision_cost"]
+    assert cost["split"] == "test" and cost["images"] == 4
+    assert {"torch-fp32", "onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32",
+            "openvino-int8"} <= set(cost["settings"])
+    for name, row in cost["settings"].items():
+        assert set(row["dice"]) == {"a", "b"}
+        assert all(0 <= v <= 1 for v in row["dice"].values())
+        if name != "torch-fp32":
+            assert -1 <= row["dice_cost"] <= 1 and row["mean_abs_prob_diff"] >= 0
+    # the same network: only the letterbox resize differs (Pillow here, torch in eager)
+    assert cost["settings"]["onnxruntime-fp32"]["mean_abs_prob_diff"] < 1e-3
     eager = Predictor.from_run(run)
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.random((2, 1, 64, 64), dtype=np.float32))
@@ -57,6 +73,10 @@ def test_export_bundle_round_trip(run, tmp_path, capsys):
     np.testing.assert_allclose(got, eager.predict(image), atol=2e-2)
     assert main(["export", str(run), "--out", str(out)]) == 2  # exists: needs --overwrite
     assert main(["export", str(run), "--out", str(tmp_path / "b2"), "--format", "tflite"]) == 2
+    assert main(["export", str(run), "--out", str(tmp_path / "b2"), "--precision", "fp8"]) == 2
+    assert main(["export", str(run), "--out", str(tmp_path / "b2"), "--format", "torchscript",
+                 "--precision", "int8"]) == 2
+    assert "int8 is made from the ONNX model" in capsys.readouterr().err
     assert not (tmp_path / "b2").exists()
 
 
@@ -86,7 +106,7 @@ def test_bundle_predicts_without_torch(run, tmp_path):
 @pytest.fixture(scope="module")
 def bundle(run, tmp_path_factory):
     out = tmp_path_factory.mktemp("b") / "bundle"
-    assert main(["export", str(run), "--out", str(out), "--format", "onnx"]) == 0
+    assert main(["export", str(run), "--out", str(out), "--format", "onnx,openvino"]) == 0
     return out
 
 
@@ -103,11 +123,17 @@ def test_bundle_backends_agree_and_the_video_fast_path_matches(bundle):
     np.testing.assert_allclose(prob, ref, atol=1e-5)
     with pytest.raises(ConfsegError, match="needs --backend openvino"):
         BundlePredictor(bundle, precision="bf16")
+    int8 = BundlePredictor(bundle, precision="int8", threads=1)  # quantised, close to fp32
+    assert int8.model_file.name == "model.int8.onnx"
+    assert np.abs(int8.canvas_probs(frames)[0] - prob).mean() < 0.05
     with pytest.raises(ConfsegError, match="--backend 'tensorrt'"):
         BundlePredictor(bundle, backend="tensorrt")
     pytest.importorskip("openvino")
     ov = BundlePredictor(bundle, backend="openvino", threads=1)
+    assert ov.model_file.name == "model.xml"  # the IR, when the bundle has one
     np.testing.assert_allclose(ov.canvas_probs(frames)[0], prob, atol=1e-4)
+    ov8 = BundlePredictor(bundle, backend="openvino", precision="int8", threads=1)
+    assert np.abs(ov8.canvas_probs(frames)[0] - int8.canvas_probs(frames)[0]).mean() < 0.02
     import openvino
 
     from confseg.inference.bundle import cpu_bf16

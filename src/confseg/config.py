@@ -36,6 +36,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "augment": 1.0, "epochs": 50, "patience": 10, "batch_size": 8},
 }
 
+#: Learning-rate schedules (``TrainConfig.schedule``).
+SCHEDULES = ("cosine", "constant")
 #: Lightning accelerators confseg accepts.
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 _TYPES = {"str": (str,), "int": (int,), "float": (int, float), "None": (type(None),),
@@ -64,6 +66,8 @@ class TrainConfig:
         channels: Model input channels (1 = grey).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
+        schedule: Learning-rate schedule over the epochs: ``cosine`` (annealed to 0) or
+            ``constant``.
         augment: Augmentation strength (0 disables augmentation).
         seed: Seed for weights, shuffling and augmentation.
         monitor: Validation metric selecting the best checkpoint and early stopping.
@@ -95,6 +99,7 @@ class TrainConfig:
     channels: int = 1
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    schedule: str = "cosine"
     augment: float = 1.0
     seed: int = 0
     monitor: str = "val/loss"
@@ -119,6 +124,8 @@ class TrainConfig:
             raise ConfigError(f"size={self.size}; use a multiple of 32 (e.g. 256)")
         if self.lr <= 0:
             raise ConfigError(f"lr={self.lr}; must be > 0")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule={self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.fold < 0:
             raise ConfigError(f"fold={self.fold}; folds are numbered from 0")
         try:

@@ -388,7 +388,8 @@ def predict(
              "fp32 on average; default "
              "onnxruntime).")] = None,
     precision: Annotated[str, typer.Option(
-        help="Videos with --backend openvino: fp32 or bf16 (AVX-512 BF16 / AMX CPUs).")]
+        help="Videos from a bundle: fp32, bf16 (--backend openvino, AVX-512 BF16 / AMX CPUs) "
+             "or int8 (a bundle exported with --precision int8).")]
     = "fp32",
     threads: Threads = None,
     quiet: Quiet = False,

@@ -150,20 +150,33 @@ def export(
     run: Annotated[Path, typer.Argument(help="Run folder.")],
     out: Annotated[Path, typer.Option(help="Bundle folder.")],
     format_: Annotated[list[str] | None, typer.Option(
-        "--format", help="torchscript and/or onnx (repeatable or comma-separated; default "
-                         "both).")] = None,
+        "--format", help="torchscript, onnx and/or openvino (repeatable or comma-separated; "
+                         "default all three).")] = None,
+    precision: Annotated[list[str] | None, typer.Option(
+        "--precision", help="fp32, bf16 and/or int8 (repeatable or comma-separated; default "
+        "all): int8 writes models/model.int8.onnx calibrated on the run's training images; "
+        "the test-split Dice of each goes into metadata.json.")] = None,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     overwrite: Overwrite = False,
 ) -> None:
     """Export a run as a deployable bundle (configs/metadata.json, models/model.ts, .onnx)."""
+    from confseg.inference.bundle import PRECISIONS
     from confseg.inference.export import FORMATS, export_run
 
-    formats = [v.strip() for t in format_ or [] for v in t.split(",") if v.strip()] or list(
-        FORMATS)
-    path = export_run(run, out, formats=formats, checkpoint=checkpoint, overwrite=overwrite)
+    def listed(values: list[str] | None, default: tuple[str, ...]) -> list[str]:
+        return [v.strip() for t in values or [] for v in t.split(",") if v.strip()] or list(
+            default)
+
+    path = export_run(run, out, formats=listed(format_, FORMATS),
+                      precisions=listed(precision, PRECISIONS), checkpoint=checkpoint,
+                      overwrite=overwrite)
     meta = json.loads((path / "configs" / "metadata.json").read_text())
     check = meta.get("checks", {}).get("onnx_vs_eager_max_abs_prob")
     typer.echo(f"wrote {path} ({', '.join(meta['formats'])}"
                + (f"; ONNX vs eager: max |dp| {check:.1e}" if check is not None else "") + ")")
+    for name, row in meta.get("precision_cost", {}).get("settings", {}).items():
+        dice = ", ".join(f"{k} {v:.4f}" for k, v in row["dice"].items())
+        cost = f"; Dice cost {row['dice_cost']:+.4f}" if "dice_cost" in row else ""
+        typer.echo(f"  {name}: test Dice {dice}{cost}")
 
 

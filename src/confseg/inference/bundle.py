@@ -6,6 +6,8 @@
       configs/metadata.json   classes, input (channels, size, normalisation, letterbox rule),
                               temperature, strategy, model, versions, formats, checks
       models/model.onnx       logits (N, K, S, S) for input (N, C, S, S) float32 in [0, 1]
+      models/model.int8.onnx  the same, int8 (QDQ, calibrated on the run's training images)
+      models/model.xml, .bin  the fp32 network as OpenVINO IR (``--format openvino``)
       models/model.ts         the same network as TorchScript
       summary.json            the run's test metrics
 
@@ -31,6 +33,8 @@ from confseg.preprocess import to_channels
 
 METADATA = Path("configs") / "metadata.json"
 ONNX = Path("models") / "model.onnx"
+ONNX_INT8 = Path("models") / "model.int8.onnx"
+OPENVINO_IR = Path("models") / "model.xml"
 TORCHSCRIPT = Path("models") / "model.ts"
 SUMMARY = Path("summary.json")
 
@@ -62,7 +66,7 @@ def _resize(x: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 BACKENDS = ("onnxruntime", "openvino")  # and "fast" in the CLI: :func:`fastest` picks
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def cpu_bf16(core: Any) -> bool:
@@ -75,14 +79,15 @@ class BundlePredictor:
 
     Args:
         bundle: The bundle folder.
-        backend: ``onnxruntime`` (fp32) or ``openvino`` (reads the same ONNX file; fp32, or
-            bf16 where the CPU has AVX-512 BF16 or AMX).
-        precision: ``fp32`` or ``bf16`` (OpenVINO only).
+        backend: ``onnxruntime`` or ``openvino`` (the IR when the bundle has one, else the
+            same ONNX file).
+        precision: ``fp32``; ``bf16`` (OpenVINO, where the CPU has AVX-512 BF16 or AMX);
+            ``int8`` (either backend; the bundle's ``model.int8.onnx``).
         providers: onnxruntime execution providers (default CPU).
         threads: Intra-op threads (None: the backend's default).
 
     Raises:
-        CheckpointError: not a bundle, no ONNX model in it.
+        CheckpointError: not a bundle, no ONNX model in it (or no int8 model for ``int8``).
         ConfsegError: an unknown backend or precision, bf16 without OpenVINO or on a CPU
             without bf16, or the backend's package missing.
     """
@@ -99,13 +104,16 @@ class BundlePredictor:
             raise ConfsegError(f"--precision {precision!r}; choose {' or '.join(PRECISIONS)}")
         if not (self.root / ONNX).is_file():
             raise CheckpointError(f"{self.root / ONNX}: missing; export with --format onnx")
+        if precision == "int8" and not (self.root / ONNX_INT8).is_file():
+            raise CheckpointError(f"{self.root / ONNX_INT8}: missing; export with "
+                                  "--precision int8")
         self.backend, self.precision = backend, precision
         if backend == "openvino":
             self._run = self._openvino(threads)
         else:
-            if precision != "fp32":
+            if precision == "bf16":
                 raise ConfsegError("--precision bf16 needs --backend openvino (onnxruntime "
-                                   "runs the fp32 model)")
+                                   "runs fp32 or int8)")
             self._run = self._onnxruntime(providers, threads)
 
     def logits_canvas(self, x: np.ndarray) -> np.ndarray:
@@ -121,7 +129,7 @@ class BundlePredictor:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.root / ONNX), opts,
+        self.session = ort.InferenceSession(str(self.model_file), opts,
                                             providers=list(providers))
         self.input_name = self.session.get_inputs()[0].name
         return lambda x: self.session.run(None, {self.input_name: x})[0]
@@ -137,9 +145,23 @@ class BundlePredictor:
                                   "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        compiled = core.compile_model(str(self.root / ONNX), "CPU", config)
+        compiled = core.compile_model(str(self.model_file), "CPU", config)
         request = compiled.create_infer_request()
         return lambda x: np.asarray(request.infer([x])[0])
+
+    @property
+    def model_file(self) -> Path:
+        """The model file this backend and precision run."""
+        if self.precision == "int8":
+            return self.root / ONNX_INT8
+        if self.backend == "openvino" and (self.root / OPENVINO_IR).is_file():
+            return self.root / OPENVINO_IR
+        return self.root / ONNX
+
+    @property
+    def setting(self) -> str:
+        """``backend-precision``, the key of metadata.json's ``precision_cost``."""
+        return f"{self.backend}-{self.precision}"
 
     @property
     def classes(self) -> list[str]:
@@ -161,7 +183,8 @@ class BundlePredictor:
         """Logits are divided by it before the sigmoid."""
         return float(self.metadata.get("temperature", 1.0))
 
-    def _canvas(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    def canvas(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """One image letterboxed onto the model's canvas ``(C, S, S)`` float32, and its box."""
         x = to_channels(image, self.channels)
         h, w = x.shape[1:]
         s = self.size / max(h, w)
@@ -175,7 +198,7 @@ class BundlePredictor:
         """Logits ``(K, H, W)`` at each image's size (before the temperature)."""
         out: list[np.ndarray] = []
         for i in range(0, len(images), batch_size):
-            prepared = [self._canvas(im) for im in images[i:i + batch_size]]
+            prepared = [self.canvas(im) for im in images[i:i + batch_size]]
             z = self._run(np.stack([p[0] for p in prepared]))
             for zj, (_, (h, w, nh, nw)) in zip(z, prepared, strict=True):
                 out.append(_resize(np.ascontiguousarray(zj[:, :nh, :nw]), h, w))
@@ -218,31 +241,44 @@ class BundlePredictor:
         return self._sigmoid(self._run(x)[:, :, :nh, :nw]), small
 
 
+def settings(bundle: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """The ``(backend, precision)`` pairs that can run ``bundle`` on this machine."""
+    root = Path(bundle)
+    out = [("onnxruntime", "fp32")]
+    int8 = (root / ONNX_INT8).is_file()
+    if int8:
+        out.append(("onnxruntime", "int8"))
+    try:
+        ov = require("openvino", "openvino", purpose="--backend fast")
+    except ConfsegError:  # OpenVINO absent: onnxruntime only
+        return out
+    out.append(("openvino", "fp32"))
+    if cpu_bf16(ov.Core()):
+        out.append(("openvino", "bf16"))
+    if int8:
+        out.append(("openvino", "int8"))
+    return out
+
+
 def fastest(bundle: str | os.PathLike[str], *, threads: int | None = None,
-            batch_size: int = 8, seconds: float = 0.5, tolerance: float = 0.01
-            ) -> tuple[BundlePredictor, dict[str, Any]]:
+            batch_size: int = 8, seconds: float = 0.5, tolerance: float = 0.01,
+            max_dice_cost: float = 0.01) -> tuple[BundlePredictor, dict[str, Any]]:
     """Pick the bundle's fastest backend and precision by measuring them here (``--backend fast``).
 
-    Every available setting (onnxruntime fp32, OpenVINO fp32, OpenVINO bf16 where the CPU
-    has it) runs ``batch_size`` random frames for about ``seconds``; a setting whose
-    probabilities differ from onnxruntime fp32 by more than ``tolerance`` on average is not
-    chosen (the largest difference is reported too: bf16 reaches about 0.01 on random
-    input, and cost 0.0002 Dice on real frames, docs/results.md).
+    Every setting of :func:`settings` runs ``batch_size`` random frames for about
+    ``seconds``. A setting is not chosen when its probabilities differ from onnxruntime fp32
+    by more than ``tolerance`` on average, or when metadata.json's ``precision_cost`` (the
+    Dice on the run's test split, measured at export) says it costs more than
+    ``max_dice_cost`` Dice in some class.
 
     Returns:
         The chosen predictor, and what was measured (model frames/s, mean and largest
-        probability difference from onnxruntime fp32 of each setting, the choice).
+        probability difference from onnxruntime fp32, the Dice cost from export, the choice).
     """
     first = BundlePredictor(bundle, threads=threads)
-    candidates = [first]
-    try:
-        ov = require("openvino", "openvino", purpose="--backend fast")
-        candidates.append(BundlePredictor(bundle, backend="openvino", threads=threads))
-        if cpu_bf16(ov.Core()):
-            candidates.append(BundlePredictor(bundle, backend="openvino", precision="bf16",
-                                              threads=threads))
-    except ConfsegError:  # OpenVINO absent: onnxruntime is the only choice
-        pass
+    candidates = [first] + [BundlePredictor(bundle, backend=b, precision=q, threads=threads)
+                            for b, q in settings(bundle)[1:]]
+    costs = first.metadata.get("precision_cost", {}).get("settings", {})
     x = np.random.default_rng(0).random((batch_size, first.channels, first.size, first.size),
                                         dtype=np.float32)
     ref = first._sigmoid(first.logits_canvas(x))
@@ -256,10 +292,13 @@ def fastest(bundle: str | os.PathLike[str], *, threads: int | None = None,
             n += batch_size
         fps = n / (time.perf_counter() - t0)
         diff = np.abs(prob - ref)
-        table[f"{p.backend}-{p.precision}"] = {"model_fps": round(fps, 1),
-                                                "mean_abs_prob_diff": round(float(diff.mean()), 6),
-                                                "max_abs_prob_diff": round(float(diff.max()), 5)}
-        if diff.mean() <= tolerance and fps > best_fps:
+        cost = costs.get(p.setting, {}).get("dice_cost")
+        table[p.setting] = {"model_fps": round(fps, 1),
+                            "mean_abs_prob_diff": round(float(diff.mean()), 6),
+                            "max_abs_prob_diff": round(float(diff.max()), 5),
+                            "dice_cost": cost}
+        ok = diff.mean() <= tolerance and (cost is None or cost <= max_dice_cost)
+        if ok and fps > best_fps:
             best, best_fps = p, fps
-    return best, {"measured": table, "chosen": f"{best.backend}-{best.precision}",
-                  "tolerance": tolerance}
+    return best, {"measured": table, "chosen": best.setting, "tolerance": tolerance,
+                  "max_dice_cost": max_dice_cost}

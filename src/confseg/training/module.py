@@ -77,6 +77,8 @@ class SegmentationModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:  # noqa: D102
         opt = torch.optim.AdamW(self.parameters(), lr=self.cfg.lr,
                                 weight_decay=self.cfg.weight_decay)
+        if self.cfg.schedule == "constant":
+            return opt
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
