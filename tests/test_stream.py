@@ -83,6 +83,26 @@ def test_predict_video_cli_every_and_errors(video, tmp_path, capsys):
         assert got.shape == ref.shape and np.abs(got - ref).max() < 0.02, backend
     assert main(["predict", str(bundle), str(video), "--out", str(tmp_path / "o4"), "--backend",
                  "torch", "--quiet"]) == 2
+    capsys.readouterr()
+    # a multi-frame DICOM is a video; the bar shows the running frames/s (not --quiet)
+    from test_video_io import _dicom
+
+    frames = np.stack([np.full((24, 32), 20 * i, np.uint8) for i in range(6)])
+    cine = _dicom(tmp_path / "cine.dcm", frames)
+    assert main(["predict", str(bundle), str(cine), "--out", str(tmp_path / "d"), "--backend",
+                 "onnxruntime", "--precision", "int8"]) == 0
+    out, err = capsys.readouterr()
+    assert "6 frames" in out and "frames/s" in err and "6/6" in err
+    # --live on a finished stream: read as it comes, every frame kept or counted as dropped
+    from test_live import _write_ts
+
+    _write_ts(tmp_path / "feed.ts", 12, fps=25, pace=False)
+    assert main(["predict", str(bundle), str(tmp_path / "feed.ts"), "--out",
+                 str(tmp_path / "live"), "--live", "--idle", "0.3", "--quiet"]) == 0
+    live = json.loads((tmp_path / "live" / "feed" / "video.json").read_text())["live"]
+    assert live["received"] == 12 and "of 12 received" in capsys.readouterr().out
+    assert main(["predict", str(bundle), str(tmp_path / "feed.ts"), "--out",
+                 str(tmp_path / "live2"), "--live", "--every", "2", "--quiet"]) == 2
 
 
 MEMORY = """

@@ -358,3 +358,17 @@ def test_preset_auto_plans_from_fingerprint_and_budget(data, tmp_path, capsys):
     saved = TrainConfig.load(tmp_path / "p" / "config.yaml")
     assert saved.extra == {"preset": "fpn-lus"} and saved.model == "fpn-resnet18"
     assert saved.patience == 10 and saved.epochs == 1  # preset fills, explicit options win
+
+
+def test_schedule_option() -> None:
+    from confseg.training.module import SegmentationModule
+
+    with pytest.raises(ConfigError, match="schedule='linear'; choose one of cosine, constant"):
+        TrainConfig(data="x", out="y", schedule="linear")
+    for schedule, has_scheduler in (("cosine", True), ("constant", False)):
+        cfg = TrainConfig(data="x", out="y", model="unet-resnet18", schedule=schedule,
+                          epochs=4)
+        got = SegmentationModule(cfg.to_dict(), ["a"]).configure_optimizers()
+        assert isinstance(got, dict) == has_scheduler
+        if has_scheduler:
+            assert got["lr_scheduler"]["scheduler"].T_max == 4

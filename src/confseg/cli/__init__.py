@@ -20,7 +20,7 @@ from confseg.cli.common import (
     set_threads,
     user_errors,
 )
-from confseg.cli.media import VIDEO_SUFFIXES, _predict_videos
+from confseg.cli.media import _predict_videos
 from confseg.cli.media import register as _register_media
 from confseg.cli.study import study_app
 from confseg.errors import ConfsegError
@@ -363,7 +363,8 @@ def evaluate(
 def predict(
     run: Annotated[Path, typer.Argument(help="Run folder, or an exported bundle.")],
     images: Annotated[list[Path], typer.Argument(help="Image or video files (MP4, AVI, MOV, "
-                                                      "MKV).")],
+                                                      "MKV, TS, multi-frame DICOM), or with "
+                                                      "--live a growing file or a device.")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
     level: Annotated[float, typer.Option(help="Probability threshold for masks.")] = 0.5,
     fmt: Annotated[str, typer.Option("--format", help="png (16-bit) or npz.")] = "png",
@@ -391,18 +392,27 @@ def predict(
         help="Videos from a bundle: fp32, bf16 (--backend openvino, AVX-512 BF16 / AMX CPUs) "
              "or int8 (a bundle exported with --precision int8).")]
     = "fp32",
+    live: Annotated[bool, typer.Option(
+        help="Videos: read a growing file (MPEG-TS, MKV, fragmented MP4) or a device "
+             "(/dev/video0) as frames arrive, dropping frames rather than falling behind.")]
+    = False,
+    idle: Annotated[float, typer.Option(
+        help="With --live: a growing file ends after this many seconds without new "
+             "bytes.")] = 2.0,
     threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Predict probability maps, masks and overlays for image files, or stream videos."""
+    from confseg.io.video import is_video
+
     set_threads(threads)
-    videos = [p for p in images if p.suffix.lower() in VIDEO_SUFFIXES]
+    videos = images if live else [p for p in images if is_video(p)]
     if videos:
         if len(videos) != len(images):
             raise ConfsegError("give either images or videos, not both, in one call")
         _predict_videos(run, videos, out, every=every, max_frames=max_frames,
                         overlay=overlay, batch_size=batch_size, quiet=quiet, backend=backend,
-                        precision=precision, threads=threads)
+                        precision=precision, threads=threads, live=live, idle=idle)
         return
     from confseg.inference.files import predict_files
 

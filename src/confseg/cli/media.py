@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from confseg.cli.common import Overwrite, Quiet, Threads, set_threads, user_errors
 from confseg.errors import ConfsegError
-from confseg.progress import console, progress_bar
+from confseg.progress import console, progress_bar, rate_bar
 
 
 def register(app: typer.Typer) -> None:
@@ -24,15 +24,14 @@ def register(app: typer.Typer) -> None:
     app.command()(export)
 
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
-
-
 def _predict_videos(model_path: Path, videos: list[Path], out: Path, *, every: int,
                     max_frames: int | None, overlay: bool, batch_size: int, quiet: bool,
                     backend: str | None = None, precision: str = "fp32",
-                    threads: int | None = None) -> None:
+                    threads: int | None = None, live: bool = False, idle: float = 2.0
+                    ) -> None:
     from confseg.inference.bundle import METADATA
-    from confseg.inference.stream import predict_video
+    from confseg.inference.stream import predict_live, predict_video
+    from confseg.io.video import probe_video, sample_indices
 
     model: Any
     if (model_path / METADATA).is_file():
@@ -59,11 +58,22 @@ def _predict_videos(model_path: Path, videos: list[Path], out: Path, *, every: i
         from confseg.inference import Predictor
 
         model = Predictor.from_run(model_path)
+    if live and (every != 1 or max_frames is not None):
+        raise ConfsegError("--live takes frames as they come; drop --every and --max-frames")
     for v in videos:
-        with progress_bar(f"{v.name}", quiet=quiet) as prog:
+        if live:
+            with rate_bar(f"{v.name} (live)", quiet=quiet) as prog:
+                meta = predict_live(model, v, out, batch_size=batch_size, overlay=overlay,
+                                    idle=idle, progress=prog)
+            typer.echo(f"wrote {out / v.stem} ({meta['frames']} frames, "
+                       f"{meta['frames_per_second']:.1f} frames/s; dropped "
+                       f"{meta['live']['dropped']} of {meta['live']['received']} received)")
+            continue
+        n = probe_video(v).frames
+        total = len(sample_indices(n, every=every, max_frames=max_frames)) if n else None
+        with rate_bar(v.name, total=total, quiet=quiet) as prog:
             meta = predict_video(model, v, out, every=every, max_frames=max_frames,
-                                 batch_size=batch_size, overlay=overlay,
-                                 progress=(lambda d, fps: prog(d, max(d, 1))) if prog else None)
+                                 batch_size=batch_size, overlay=overlay, progress=prog)
         typer.echo(f"wrote {out / v.stem} ({meta['frames']} frames, "
                    f"{meta['frames_per_second']:.1f} frames/s)")
 

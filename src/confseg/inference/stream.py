@@ -8,7 +8,8 @@ at the model-canvas resolution with the aspect ratio kept).
 ::
 
     <out>/<stem>/
-      video.json               source, sampling, classes, frames, seconds, frames/s
+      video.json               source, sampling (or live: received, dropped), classes,
+                               frames, seconds, frames/s
       probs_<first>.npz        prob (n, K, h, w) float16, index (n,) frame indices
       overlay.mp4              the frames with coloured probabilities (``overlay=True``)
 """
@@ -98,6 +99,45 @@ class _Encoder:
             raise self.error
 
 
+class _Sink:
+    """Where segmented frames go: npz chunks, the overlay encoder, progress, the frame count."""
+
+    def __init__(self, dest: Path, *, fps: float | None, batch_size: int, overlay: bool,
+                 progress: ProgressFn | None) -> None:
+        self.dest, self.batch_size, self.progress = dest, batch_size, progress
+        self.encoder = (_Encoder(dest / "overlay.mp4", fps or 16, 2 * batch_size)
+                        if overlay else None)
+        self.done, self.chunk, self.chunks = 0, [], []
+        self.t0 = time.perf_counter()
+
+    def put(self, fr: SegmentedFrame) -> None:
+        self.chunk.append(fr)
+        if self.encoder is not None:
+            self.encoder.put(fr)
+        self.done += 1
+        if len(self.chunk) == self.batch_size:
+            self.chunks.append(_write_chunk(self.dest, self.chunk))
+            self.chunk = []
+        if self.progress is not None:
+            self.progress(self.done, self.done / max(time.perf_counter() - self.t0, 1e-9))
+
+    def close(self, *, flush: bool) -> float:
+        """Write the last chunk (when ``flush``), stop the encoder; the seconds it all took."""
+        try:
+            if flush and self.chunk:
+                self.chunks.append(_write_chunk(self.dest, self.chunk))
+        finally:
+            if self.encoder is not None:
+                self.encoder.close()
+        return time.perf_counter() - self.t0
+
+    def meta(self, seconds: float, **fields: Any) -> dict[str, Any]:
+        return {**fields, "frames": self.done, "chunks": self.chunks,
+                "seconds": round(seconds, 3),
+                "frames_per_second": round(self.done / max(seconds, 1e-9), 2),
+                "overlay": "overlay.mp4" if self.encoder is not None else None}
+
+
 def predict_video(model: ProbabilityModel, path: str | os.PathLike[str],
                   out: str | os.PathLike[str], *, every: int = 1, max_frames: int | None = None,
                   batch_size: int = 8, overlay: bool = False,
@@ -119,34 +159,76 @@ def predict_video(model: ProbabilityModel, path: str | os.PathLike[str],
     dest = Path(out) / src.stem
     dest.mkdir(parents=True, exist_ok=True)
     frames = _threaded(iter_frames(src, every=every, max_frames=max_frames), 2 * batch_size)
-    encoder = (_Encoder(dest / "overlay.mp4", (info.fps or 16) / every, 2 * batch_size)
-               if overlay else None)
-    t0 = time.perf_counter()
-    done, chunk, chunks = 0, [], []
+    sink = _Sink(dest, fps=(info.fps or 16) / every, batch_size=batch_size, overlay=overlay,
+                 progress=progress)
+    ok = False
     try:
         for fr in segment_frames(model, frames, info, batch_size=batch_size):
-            chunk.append(fr)
-            if encoder is not None:
-                encoder.put(fr)
-            done += 1
-            if len(chunk) == batch_size:
-                chunks.append(_write_chunk(dest, chunk))
-                chunk = []
-            if progress is not None:
-                progress(done, done / max(time.perf_counter() - t0, 1e-9))
-        if chunk:
-            chunks.append(_write_chunk(dest, chunk))
+            sink.put(fr)
+        ok = True
     finally:
-        if encoder is not None:
-            encoder.close()
-    seconds = time.perf_counter() - t0
-    meta = {"source": str(src), "sampling": {"every": every, "max_frames": max_frames},
-            "classes": list(model.classes), "frames": done, "chunks": chunks,
-            "video": {"frames": info.frames, "fps": info.fps, "width": info.width,
-                      "height": info.height},
-            "seconds": round(seconds, 3), "frames_per_second": round(done / max(seconds, 1e-9),
-                                                                      2),
-            "overlay": "overlay.mp4" if overlay else None}
+        seconds = sink.close(flush=ok)
+    meta = sink.meta(seconds, source=str(src),
+                     sampling={"every": every, "max_frames": max_frames},
+                     classes=list(model.classes),
+                     video={"frames": info.frames, "fps": info.fps, "width": info.width,
+                            "height": info.height})
+    atomic_write_text(dest / "video.json", json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def predict_live(model: ProbabilityModel, source: str | os.PathLike[str],
+                 out: str | os.PathLike[str], *, batch_size: int = 8, overlay: bool = False,
+                 idle: float = 2.0, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Segment a live source (a growing file or a device) into ``out/<name>/`` as it arrives.
+
+    Frames are taken as they come, up to ``batch_size`` at a time; when inference falls
+    behind, the oldest waiting frames are dropped rather than queued (see
+    :class:`~confseg.io.live.LiveFeed`), and ``video.json`` reports how many. Ctrl-C ends the
+    feed cleanly: what was segmented is kept.
+
+    Args:
+        model: A Predictor, an Ensemble or a BundlePredictor.
+        source: A growing video file (MPEG-TS, MKV, fragmented MP4) or a device path.
+        out: Output folder.
+        batch_size: Frames that may wait, and the largest batch.
+        overlay: Also write ``overlay.mp4``.
+        idle: A growing file ends after this many seconds without new bytes.
+        progress: Called with (frames done, running frames/s).
+    """
+    from confseg.io.live import LiveFeed
+
+    feed = LiveFeed(source, keep=batch_size, idle=idle)
+    dest = Path(out) / Path(source).stem
+    sink: _Sink | None = None
+    interrupted = False
+    t0 = time.perf_counter()
+    with feed:
+        try:
+            for batch in feed.batches():
+                info = feed.info
+                assert info is not None  # set before the first frame is handed over
+                if sink is None:  # the folder appears with the first frame
+                    dest.mkdir(parents=True, exist_ok=True)
+                    sink = _Sink(dest, fps=info.fps, batch_size=batch_size, overlay=overlay,
+                                 progress=progress)
+                for fr in segment_frames(model, iter(batch), info, batch_size=len(batch)):
+                    sink.put(fr)
+        except KeyboardInterrupt:
+            interrupted = True
+    seconds = sink.close(flush=True) if sink is not None else time.perf_counter() - t0
+    info = feed.info
+    fields = {"source": str(source), "live": {"received": feed.received,
+                                              "dropped": feed.dropped,
+                                              "interrupted": interrupted,
+                                              "idle_s": idle},
+              "classes": list(model.classes),
+              "video": None if info is None else {"fps": info.fps, "width": info.width,
+                                                  "height": info.height}}
+    meta = (sink.meta(seconds, **fields) if sink is not None else
+            {**fields, "frames": 0, "chunks": [], "seconds": round(seconds, 3),
+             "frames_per_second": 0.0, "overlay": None})
+    dest.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / "video.json", json.dumps(meta, indent=1) + "\n")
     return meta
 

@@ -326,6 +326,24 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     return _probe_dicom(p) if _is_dicom(p) else _probe_av(p)
 
 
+#: File suffixes read as video (FFmpeg containers); a DICOM is a video when it has frames.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".ts", ".webm")
+
+
+def is_video(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is read as a video: a container suffix, or a multi-frame DICOM.
+
+    Raises:
+        MediaError: a DICOM whose header cannot be read.
+    """
+    p = Path(path)
+    if p.suffix.lower() in VIDEO_SUFFIXES:
+        return True
+    if not p.is_file() or p.stat().st_size == 0 or not _is_dicom(p):
+        return False
+    return _dicom_header(p)[1] > 1
+
+
 def iter_frames(path: str | os.PathLike[str], *, every: int = 1, max_frames: int | None = None,
                 grey: bool = True) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame_index, frame)`` lazily, one decoded frame at a time.
