@@ -10,12 +10,14 @@ One process, one machine state, every figure next to the reference measured in t
 4. the **reference**: a plain eager per-frame PyTorch loop (decode, resize into the canvas,
    forward at batch 1, sigmoid, probabilities kept in memory);
 5. ``predict_video`` (decode and npz writing in threads, batches of ``--batch-size``) for
-   torch, onnxruntime, OpenVINO fp32 and OpenVINO bf16 (where the CPU has it), with the
-   overlay encoder off; the torch path once more with the overlay on;
+   torch and every bundle setting that runs here (onnxruntime fp32 / int8, OpenVINO fp32 /
+   bf16 where the CPU has it / int8), with the overlay encoder off; the torch path once more
+   with the overlay on;
 6. the model alone per backend (batch 1 and ``--batch-size``, random input), its GFLOPs per
    frame (``torch.utils.flop_counter``) and the machine's fp32 matmul GFLOP/s
    (utilisation = frames/s x GFLOPs / matmul GFLOP/s);
-7. with ``--run``: Dice on the run's test split per backend and precision.
+7. what ``--backend fast`` picks here; with ``--run``: Dice on the run's test split per
+   backend and precision (measured by ``confseg export``, from metadata.json).
 
 Threads: ``--threads`` (default 2) is given to torch, onnxruntime and OpenVINO alike, with
 ``OMP_WAIT_POLICY=PASSIVE`` set before torch loads.
@@ -146,29 +148,6 @@ def model_alone(infer: Any, channels: int, size: int, batch: int, reps: int) -> 
     return batch * reps / (time.perf_counter() - t)
 
 
-def test_dice(run: Path, models: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Pooled Dice per class on the run's test split (threshold 0.5; labels: any confidence)."""
-    from confseg.data import load_dataset
-    from confseg.runs import RunFolder
-
-    folder = RunFolder(run)
-    ds = load_dataset(folder.config.data)
-    test = folder.partition()["test"]
-    items = [it for it in ds.items if it.patient in test and it.image]
-    out: dict[str, dict[str, float]] = {}
-    for name, model in models.items():
-        inter = np.zeros(len(ds.classes))
-        total = np.zeros(len(ds.classes))
-        for it in items:
-            truth = ds.read_confidence_stack(it) > 0
-            pred = model.predict(ds.read_image(it)) >= 0.5
-            inter += (truth & pred).sum(axis=(1, 2))
-            total += truth.sum(axis=(1, 2)) + pred.sum(axis=(1, 2))
-        out[name] = {c: rnd(2 * i / max(t, 1), 4) for c, i, t in zip(ds.classes, inter, total,
-                                                                        strict=True)}
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,7 +162,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from confseg.inference import Predictor
-    from confseg.inference.bundle import BundlePredictor, cpu_bf16
+    from confseg.inference.bundle import BundlePredictor, fastest, read_metadata, settings
     from confseg.inference.export import export_run
 
     torch.set_num_threads(args.threads)
@@ -193,21 +172,14 @@ def main() -> None:
     log(f"run {run}")
     bundle = work / "bundle"
     if not (bundle / "configs" / "metadata.json").is_file():
-        export_run(run, bundle, formats=("onnx",))
+        log("export: onnx, openvino IR, int8 (Dice cost per setting with --run)")
+        export_run(run, bundle, formats=("onnx", "openvino"), measure=args.run is not None)
     clip = make_clip(work / "clip.mp4", frames=args.frames, size=args.size)
     eager = Predictor.from_run(run)
-    backends: dict[str, Any] = {"torch": eager,
-                                "onnxruntime": BundlePredictor(bundle, threads=args.threads)}
-    try:
-        import openvino
-
-        backends["openvino-fp32"] = BundlePredictor(bundle, backend="openvino",
-                                                    threads=args.threads)
-        if cpu_bf16(openvino.Core()):
-            backends["openvino-bf16"] = BundlePredictor(bundle, backend="openvino",
-                                                        precision="bf16", threads=args.threads)
-    except ImportError:
-        log("openvino not installed: its rows are left out")
+    backends: dict[str, Any] = {"torch": eager}
+    for backend, precision in settings(bundle):  # every setting that runs on this machine
+        backends[f"{backend}-{precision}"] = BundlePredictor(
+            bundle, backend=backend, precision=precision, threads=args.threads)
     log("reference: eager per-frame loop")
     reference = eager_loop(eager, clip)
     rows = []
@@ -242,9 +214,9 @@ def main() -> None:
         "reference_eager_loop": reference, "rows": rows, "torch_with_overlay": overlay,
         "environment": environment(torch.device("cpu")),
     }
-    if args.run:
-        log("Dice on the run's test split per backend")
-        result["test_dice"] = test_dice(run, backends)
+    _, result["fast"] = fastest(bundle, threads=args.threads, batch_size=args.batch_size)
+    if args.run:  # measured at export, on the run's test split
+        result["precision_cost"] = read_metadata(bundle).get("precision_cost")
     emit(result)
 
 

@@ -75,6 +75,38 @@ def test_probe_and_iterate(clips: dict[str, Path], kind: str) -> None:
     assert rgb.shape == (H, W, 3) and rgb.dtype == np.uint8
 
 
+@pytest.mark.parametrize(("pix_fmt", "color_range", "shape"), [
+    ("yuv420p", None, (48, 64)), ("yuv420p", 1, (50, 70)), ("yuv422p", None, (48, 64)),
+    ("yuv444p", None, (49, 71)), ("yuvj420p", None, (48, 64)), ("yuv420p", 2, (48, 64))])
+def test_grey_frames_equal_ffmpegs_conversion(tmp_path: Path, pix_fmt: str,
+                                              color_range: int | None,
+                                              shape: tuple[int, int]) -> None:
+    """The luma fast path (a lookup table on the Y plane) is FFmpeg's yuv->gray, bit for bit;
+    full-range and other formats go through FFmpeg."""
+    from confseg.io.video import _av_frame
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "c.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1" if pix_fmt != "yuvj420p" else "mjpeg", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = shape[1], shape[0], pix_fmt
+        if color_range is not None:
+            stream.codec_context.color_range = color_range
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (*shape, 3), np.uint8),
+                                               "rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            fast = frame.format.name == pix_fmt and int(frame.color_range) in (0, 1)
+            assert fast == (pix_fmt != "yuvj420p" and color_range != 2)  # the path taken
+            np.testing.assert_array_equal(_av_frame(frame, True),
+                                          frame.to_ndarray(format="gray"))
+
+
 def test_every_and_max_frames(clips: dict[str, Path]) -> None:
     p = clips["mp4"]
     assert [i for i, _ in iter_frames(p, every=3)] == list(range(0, N, 3))

@@ -1,7 +1,7 @@
 """Predict a whole video: decode, infer and encode overlap (threads and bounded queues).
 
-Decoding runs in one thread, the overlay encoder in another, inference in the caller's; each
-hands over through a bounded queue, so the slowest stage sets the pace and memory stays flat
+Decoding runs in one thread, npz compression in another, the overlay encoder in a third and
+inference in the caller's; each hands over through a bounded queue, so the slowest stage sets the pace and memory stays flat
 in video length. Probabilities are written per batch as compressed ``.npz`` chunks (float16,
 at the model-canvas resolution with the aspect ratio kept).
 
@@ -16,6 +16,7 @@ at the model-canvas resolution with the aspect ratio kept).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -69,28 +70,38 @@ def _threaded(it: Iterator[Any], maxsize: int) -> Iterator[Any]:
                 t.join(0.05)
 
 
-class _Encoder:
-    """Overlay frames encoded to MP4 in a thread behind a bounded queue."""
+class _Worker:
+    """Items handled in a thread behind a bounded queue (the first error re-raised on close).
 
-    def __init__(self, path: Path, fps: float, maxsize: int) -> None:
+    Args:
+        name: Thread name.
+        handle: Called with each item (and the opened resource).
+        maxsize: Items that may wait.
+        resource: A context manager opened in the thread around all items.
+    """
+
+    def __init__(self, name: str, handle: Callable[[Any, Any], None], maxsize: int,
+                 resource: Callable[[], Any] = contextlib.nullcontext) -> None:
         self.q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
         self.error: BaseException | None = None
-        self.path, self.fps = path, fps
-        self.thread = threading.Thread(target=self._run, daemon=True, name="encode")
+        self.handle, self.resource = handle, resource
+        self.thread = threading.Thread(target=self._run, daemon=True, name=name)
         self.thread.start()
 
     def _run(self) -> None:
         try:
-            with VideoWriter(self.path, fps=self.fps) as w:
+            with self.resource() as res:
                 while (item := self.q.get()) is not _END:
-                    w.write(overlay_confidence(item.image, item.prob))
+                    self.handle(res, item)
         except BaseException as exc:
             self.error = exc
             while self.q.get() is not _END:  # drain so the producer never blocks
                 pass
 
-    def put(self, fr: SegmentedFrame) -> None:
-        self.q.put(fr)
+    def put(self, item: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(item)
 
     def close(self) -> None:
         self.q.put(_END)
@@ -105,10 +116,18 @@ class _Sink:
     def __init__(self, dest: Path, *, fps: float | None, batch_size: int, overlay: bool,
                  progress: ProgressFn | None) -> None:
         self.dest, self.batch_size, self.progress = dest, batch_size, progress
-        self.encoder = (_Encoder(dest / "overlay.mp4", fps or 16, 2 * batch_size)
-                        if overlay else None)
+        self.encoder = (_Worker("encode", lambda w, fr: w.write(overlay_confidence(
+            fr.image, fr.prob)), 2 * batch_size, lambda: VideoWriter(
+            dest / "overlay.mp4", fps=fps or 16)) if overlay else None)
+        # compression overlaps inference (zlib releases the GIL)
+        self.writer = _Worker("write", lambda _, chunk: _write_chunk(dest, chunk), 2)
         self.done, self.chunk, self.chunks = 0, [], []
         self.t0 = time.perf_counter()
+
+    def _flush(self) -> None:
+        self.writer.put(self.chunk)
+        self.chunks.append(_chunk_name(self.chunk))
+        self.chunk = []
 
     def put(self, fr: SegmentedFrame) -> None:
         self.chunk.append(fr)
@@ -116,19 +135,21 @@ class _Sink:
             self.encoder.put(fr)
         self.done += 1
         if len(self.chunk) == self.batch_size:
-            self.chunks.append(_write_chunk(self.dest, self.chunk))
-            self.chunk = []
+            self._flush()
         if self.progress is not None:
             self.progress(self.done, self.done / max(time.perf_counter() - self.t0, 1e-9))
 
     def close(self, *, flush: bool) -> float:
-        """Write the last chunk (when ``flush``), stop the encoder; the seconds it all took."""
+        """Write the last chunk (when ``flush``), stop the workers; the seconds it all took."""
         try:
             if flush and self.chunk:
-                self.chunks.append(_write_chunk(self.dest, self.chunk))
+                self._flush()
         finally:
-            if self.encoder is not None:
-                self.encoder.close()
+            try:
+                self.writer.close()
+            finally:
+                if self.encoder is not None:
+                    self.encoder.close()
         return time.perf_counter() - self.t0
 
     def meta(self, seconds: float, **fields: Any) -> dict[str, Any]:
@@ -233,8 +254,12 @@ def predict_live(model: ProbabilityModel, source: str | os.PathLike[str],
     return meta
 
 
+def _chunk_name(chunk: list[SegmentedFrame]) -> str:
+    return f"probs_{chunk[0].index:06d}.npz"
+
+
 def _write_chunk(dest: Path, chunk: list[SegmentedFrame]) -> str:
-    name = f"probs_{chunk[0].index:06d}.npz"
+    name = _chunk_name(chunk)
     tmp = dest / f".{name}.tmp.npz"
     np.savez_compressed(tmp, prob=np.stack([f.prob for f in chunk]).astype(np.float16),
                         index=np.array([f.index for f in chunk]))

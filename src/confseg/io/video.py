@@ -141,7 +141,17 @@ def _open_av(p: Path) -> Iterator[tuple[Any, Any]]:
         yield container, stream
 
 
+#: Limited-range luma (16-235) to full-range grey: what FFmpeg's swscale computes for
+#: yuv -> gray, bit for bit (tests/test_video_io.py checks it), at a twentieth of the cost.
+_LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+_PLANAR_YUV = ("yuv420p", "yuv422p", "yuv444p")
+
+
 def _av_frame(frame: Any, grey: bool) -> np.ndarray:
+    if grey and frame.format.name in _PLANAR_YUV and int(frame.color_range) in (0, 1):
+        plane = frame.planes[0]  # luma, limited range (unspecified reads as limited)
+        y = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
+        return _LIMITED_TO_FULL[y[:, :frame.width]]
     return frame.to_ndarray(format="gray" if grey else "rgb24")
 
 
