@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="confseg recipe: any other TrainConfig option (repeatable)")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="confseg recipe: runs per fold (seeds); more than one are averaged")
     ap.add_argument("--name", default="",
                     help="confseg runs go to WORK/confseg-NAME-fF, so several confseg variants "
                          "share one plain MONAI cache in WORK")
@@ -179,25 +181,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log(f"fold {f}: confseg {args.model} {args.strategy} val={args.val}, {args.epochs} "
             "epochs")
         name = f"confseg-{args.name}-f{f}" if args.name else f"confseg-f{f}"
-        cfg = TrainConfig(data=str(native), out=str(work / name),
-                          splits=str(work / "splits.json"), model=args.model,
-                          strategy=args.strategy, fold=f, val=args.val, epochs=args.epochs,
-                          size=args.size, batch_size=args.batch_size, lr=args.lr,
-                          augment=args.augment, precision=args.precision, seed=args.seed,
-                          patience=0, **overrides)
-        old = RunFolder(cfg.out)
-        if (args.reuse_confseg and old.is_run() and old.status in ("trained", "finished")
-                and old.config == cfg):
-            log(f"fold {f}: confseg run reused from {old.root}")
-            run, conf_s = old, float(old.read_status().get("fit_seconds", 0.0))
-        else:
-            t0 = time.perf_counter()
-            run = RunFolder(train(cfg, overwrite=True, quiet=True))
-            conf_s = time.perf_counter() - t0
+        members, conf_s = [], 0.0
+        for s in range(args.seeds):  # one run per seed; more than one is averaged (ensemble)
+            cfg = TrainConfig(data=str(native), out=str(work / (name + (f"-s{s}" if s else ""))),
+                              splits=str(work / "splits.json"), model=args.model,
+                              strategy=args.strategy, fold=f, val=args.val,
+                              epochs=args.epochs, size=args.size, batch_size=args.batch_size,
+                              lr=args.lr, augment=args.augment, precision=args.precision,
+                              seed=args.seed + s, patience=0, **overrides)
+            old = RunFolder(cfg.out)
+            if (args.reuse_confseg and old.is_run() and old.status in ("trained", "finished")
+                    and old.config == cfg):
+                log(f"fold {f}: confseg run reused from {old.root}")
+                members.append(old)
+                conf_s += float(old.read_status().get("fit_seconds", 0.0))
+            else:
+                t0 = time.perf_counter()
+                members.append(RunFolder(train(cfg, overwrite=True, quiet=True)))
+                conf_s += time.perf_counter() - t0
+        run = members[0]
         kw: dict[str, Any] = {"quiet": True, "n_boot": 10, "examples": 0}
         if args.tta != "none" and "tta" in inspect.signature(evaluate_run).parameters:
             kw["tta"] = args.tta
-        summary = evaluate_run(run, **kw)
+        summary = evaluate_run(run, ensemble=members[1:], **kw)
         rows = read_per_case(Path(summary["out"]) / "per_case.csv")
         conf_rows += [r for r in rows]
         folds_out.append({"fold": f, "test_patients": list(test_p), "train_images": len(tr),
@@ -213,7 +219,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   "metrics": summarize_with_ci(plain_rows, METRICS, classes, n_boot=args.n_boot)},
         "confseg": {"recipe": {k: getattr(args, k) for k in ("model", "strategy", "epochs",
                                                             "val", "lr", "augment", "precision",
-                                                            "tta", "size", "batch_size")}
+                                                            "tta", "size", "batch_size",
+                                                            "seeds")}
                     | overrides,
                     "metrics": summarize_with_ci(conf_rows, METRICS, classes,
                                                  n_boot=args.n_boot)},
