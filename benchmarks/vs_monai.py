@@ -28,7 +28,7 @@ import torch
 from _common import read_per_case
 
 from confseg.cli.common import parse_sets
-from confseg.config import TrainConfig
+from confseg.config import PRESETS, TrainConfig
 from confseg.data import load_dataset
 from confseg.data.splits import make_splits, write_splits
 from confseg.evaluation import evaluate_run
@@ -134,7 +134,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="reuse the plain MONAI folds already trained in --work with the same "
                          "recipe (the plain side is deterministic); its times are the stored ones")
     args = ap.parse_args(argv)
-    overrides = parse_sets(args.set)  # the same KEY=VALUE rule as `confseg train --set`
+    # the recommended preset's schedule unless --set says otherwise; KEY=VALUE is the same
+    # rule as `confseg train --set`
+    overrides = {"schedule": PRESETS["recommended"]["schedule"], **parse_sets(args.set)}
     t_start = time.perf_counter()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)

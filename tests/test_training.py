@@ -341,6 +341,7 @@ def test_preset_auto_plans_from_fingerprint_and_budget(data, tmp_path, capsys):
     assert fp["image_items"] == 8 and (fp["median_height"], fp["median_width"]) == (48, 64)
     o = plan["overrides"]
     assert o["size"] == 64 and o["model"] == "basicunet" and plan["step_seconds"] > 0
+    assert o["schedule"] == "constant"  # the recommended recipe: no cosine annealing
     # the budget bounds the planned epochs: epochs x estimated epoch time <= 90 % of it
     assert o["epochs"] * plan["epoch_seconds_estimate"] <= 0.9 * 7200 or o["epochs"] == 300
     with pytest.raises(ConfigError, match="--budget 1s: an epoch takes about"):
