@@ -92,9 +92,10 @@ def test_bundle_predicts_without_torch(run, tmp_path):
         sys.meta_path.insert(0, Block())
         import numpy as np
         from confseg.inference.bundle import BundlePredictor
-        p = BundlePredictor({str(out)!r})
-        prob = p.predict(np.full((30, 50), 128, np.uint8))
-        assert prob.shape == (2, 30, 50) and 0 <= prob.min() <= prob.max() <= 1
+        for precision in ("fp32", "int8"):
+            p = BundlePredictor({str(out)!r}, precision=precision)
+            prob = p.predict(np.full((30, 50), 128, np.uint8))
+            assert prob.shape == (2, 30, 50) and 0 <= prob.min() <= prob.max() <= 1
         print("ok", sorted(m for m in sys.modules if m.startswith("torch")))
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
