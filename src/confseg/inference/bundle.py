@@ -135,47 +135,19 @@ class BundlePredictor:
         return lambda x: self.session.run(None, {self.input_name: x})[0]
 
     def _openvino(self, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
-        """OpenVINO: one frame in latency mode; a batch split over parallel streams.
-
-        On 2 cores, 2 streams of 1 thread each ran batches of 8 about 20 % faster than one
-        stream of 2 threads (fpn-resnet18 int8 at 192 px: 110-117 against 87-97 frames/s),
-        so batches go to ``THROUGHPUT`` mode with one stream per thread; a single frame (a
-        live feed, one image) keeps the latency of all threads on it.
-        """
         ov = require("openvino", "openvino", purpose="--backend openvino")
         core = ov.Core()
         if self.precision == "bf16" and not cpu_bf16(core):
             raise ConfsegError("--precision bf16: this CPU has neither AVX-512 BF16 nor AMX; "
                                "use fp32")
-        base: dict[str, Any] = {"INFERENCE_PRECISION_HINT":
-                                "bf16" if self.precision == "bf16" else "f32"}
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT":
+                                  "bf16" if self.precision == "bf16" else "f32",
+                                  "PERFORMANCE_HINT": "LATENCY"}
         if threads:
-            base["INFERENCE_NUM_THREADS"] = threads
-        model = core.read_model(str(self.model_file))
-        single = core.compile_model(model, "CPU", {**base, "PERFORMANCE_HINT": "LATENCY"})
-        one = single.create_infer_request()
-        streams: list[Any] = []
-
-        def run(x: np.ndarray) -> np.ndarray:
-            if len(x) == 1 or threads == 1:
-                return np.asarray(one.infer([x])[0])
-            if not streams:  # compiled on the first batch
-                cfg = {**base, "PERFORMANCE_HINT": "THROUGHPUT"}
-                if threads:
-                    cfg["NUM_STREAMS"] = threads
-                many = core.compile_model(model, "CPU", cfg)
-                n = int(many.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-                streams.extend(many.create_infer_request() for _ in range(max(1, n)))
-            parts = np.array_split(x, min(len(streams), len(x)))
-            for req, part in zip(streams, parts, strict=False):
-                req.start_async([np.ascontiguousarray(part)])
-            out = []
-            for req, _ in zip(streams, parts, strict=False):
-                req.wait()
-                out.append(np.array(req.get_output_tensor(0).data))  # copy: reused buffer
-            return np.concatenate(out)
-
-        return run
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = core.compile_model(str(self.model_file), "CPU", config)
+        request = compiled.create_infer_request()
+        return lambda x: np.asarray(request.infer([x])[0])
 
     @property
     def model_file(self) -> Path:
