@@ -1,9 +1,10 @@
 """Predict a whole video: decode, infer and encode overlap (threads and bounded queues).
 
 Decoding runs in one thread, npz compression in another, the overlay encoder in a third and
-inference in the caller's; each hands over through a bounded queue, so the slowest stage sets the pace and memory stays flat
-in video length. Probabilities are written per batch as compressed ``.npz`` chunks (float16,
-at the model-canvas resolution with the aspect ratio kept).
+inference in the caller's; each hands over through a bounded queue, so the slowest stage sets
+the pace and memory stays flat in video length. Probabilities are written per batch as
+compressed ``.npz`` chunks (float16, at the model-canvas resolution with the aspect ratio
+kept).
 
 ::
 
@@ -116,9 +117,9 @@ class _Sink:
     def __init__(self, dest: Path, *, fps: float | None, batch_size: int, overlay: bool,
                  progress: ProgressFn | None) -> None:
         self.dest, self.batch_size, self.progress = dest, batch_size, progress
-        self.encoder = (_Worker("encode", lambda w, fr: w.write(overlay_confidence(
-            fr.image, fr.prob)), 2 * batch_size, lambda: VideoWriter(
-            dest / "overlay.mp4", fps=fps or 16)) if overlay else None)
+        self.encoder = (_Worker("encode", _write_overlay, 2 * batch_size,
+                                lambda: VideoWriter(dest / "overlay.mp4", fps=fps or 16))
+                        if overlay else None)
         # compression overlaps inference (zlib releases the GIL)
         self.writer = _Worker("write", lambda _, chunk: _write_chunk(dest, chunk), 2)
         self.done, self.chunk, self.chunks = 0, [], []
@@ -252,6 +253,10 @@ def predict_live(model: ProbabilityModel, source: str | os.PathLike[str],
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / "video.json", json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def _write_overlay(writer: VideoWriter, fr: SegmentedFrame) -> None:
+    writer.write(overlay_confidence(fr.image, fr.prob))
 
 
 def _chunk_name(chunk: list[SegmentedFrame]) -> str:
