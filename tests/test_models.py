@@ -354,3 +354,18 @@ def test_fpn_head_stride_option(head_stride: int) -> None:
         torch.testing.assert_close(torch.jit.script(model)(x), out)
     with pytest.raises(ModelError, match="head_stride=3"):
         build("fpn-resnet18", head_stride=3)
+
+
+def test_dynunet_is_planned_for_the_training_size(tmp_path: Path) -> None:
+    """The run's size reaches create_model in training and when a Predictor loads the run."""
+    from confseg.config import TrainConfig
+    from confseg.inference import Predictor
+    from confseg.training import train
+
+    from conftest import write_tiny_dataset
+
+    ds = write_tiny_dataset(tmp_path / "ds", patients=4, per_patient=1, size=(32, 32))
+    run = train(TrainConfig(data=str(ds), out=str(tmp_path / "r"), model="dynunet", size=64,
+                            epochs=1, batch_size=2, k=2, val="none", patience=0), quiet=True)
+    model = Predictor.from_run(run).model
+    assert list(model.strides) == plan_dynunet(64)[1] != plan_dynunet(256)[1]

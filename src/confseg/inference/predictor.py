@@ -72,7 +72,8 @@ class Predictor:
         spec = ModelSpec.from_checkpoint(state, where=str(path))
         if temperature is not None:
             spec = spec.replace(temperature=float(temperature))
-        model = create_model(spec.name, in_channels=spec.in_channels, classes=spec.classes)
+        model = create_model(spec.name, in_channels=spec.in_channels, classes=spec.classes,
+                             size=spec.size)
         weights = {k.removeprefix("model."): v for k, v in state.get("state_dict", {}).items()
                    if k.startswith("model.")}
         try:

@@ -36,8 +36,10 @@ class SegmentationModule(pl.LightningModule):
         self.save_hyperparameters()
         self.cfg = TrainConfig.from_dict(dict(cfg))
         self.classes = list(classes)
+        # size: dynunet plans its topology from the training size (the other models ignore it)
         self.model = create_model(self.cfg.model, in_channels=self.cfg.channels,
-                                  classes=len(classes), encoder_weights=self.cfg.encoder_weights)
+                                  classes=len(classes), encoder_weights=self.cfg.encoder_weights,
+                                  size=self.cfg.size)
         self.loss = SoftBCEDiceLoss(bce_weight=self.cfg.pos_weight_bce,
                                     dice_weight=self.cfg.dice_weight)
         # torchmetrics objects: their sums reduce across DDP ranks before Lightning logs them

@@ -81,7 +81,7 @@ def step_seconds(model: str, *, size: int, batch_size: int, channels: int, class
                  precision: str, steps: int = 3) -> float:
     """Median seconds of one real training step (forward, loss, backward, AdamW) here."""
     torch.manual_seed(0)
-    net = create_model(model, in_channels=channels, classes=classes).train()
+    net = create_model(model, in_channels=channels, classes=classes, size=size).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     loss = SoftBCEDiceLoss()
     x = torch.rand(batch_size, channels, size, size)
