@@ -142,3 +142,17 @@ def test_bundle_backends_agree_and_the_video_fast_path_matches(bundle):
     if cpu_bf16(openvino.Core()):
         bf = BundlePredictor(bundle, backend="openvino", precision="bf16", threads=1)
         assert np.abs(bf.canvas_probs(frames)[0] - prob).max() < 0.05
+
+
+def test_default_formats_leave_out_openvino_when_it_is_not_installed(monkeypatch):
+    import importlib.util
+
+    from confseg.inference.export import FORMATS, default_formats
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else real(name, *a))
+    assert default_formats() == ["torchscript", "onnx"]
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    if real("openvino"):
+        assert default_formats() == list(FORMATS)

@@ -161,7 +161,7 @@ def export(
     out: Annotated[Path, typer.Option(help="Bundle folder.")],
     format_: Annotated[list[str] | None, typer.Option(
         "--format", help="torchscript, onnx and/or openvino (repeatable or comma-separated; "
-                         "default all three).")] = None,
+                         "default all three, openvino where it is installed).")] = None,
     precision: Annotated[list[str] | None, typer.Option(
         "--precision", help="fp32, bf16 and/or int8 (repeatable or comma-separated; default "
         "all): int8 writes models/model.int8.onnx calibrated on the run's training images; "
@@ -171,13 +171,13 @@ def export(
 ) -> None:
     """Export a run as a deployable bundle (configs/metadata.json, models/model.ts, .onnx)."""
     from confseg.inference.bundle import PRECISIONS
-    from confseg.inference.export import FORMATS, export_run
+    from confseg.inference.export import default_formats, export_run
 
-    def listed(values: list[str] | None, default: tuple[str, ...]) -> list[str]:
+    def listed(values: list[str] | None, default: list[str] | tuple[str, ...]) -> list[str]:
         return [v.strip() for t in values or [] for v in t.split(",") if v.strip()] or list(
             default)
 
-    path = export_run(run, out, formats=listed(format_, FORMATS),
+    path = export_run(run, out, formats=listed(format_, default_formats()),
                       precisions=listed(precision, PRECISIONS), checkpoint=checkpoint,
                       overwrite=overwrite)
     meta = json.loads((path / "configs" / "metadata.json").read_text())

@@ -56,8 +56,15 @@ LETTERBOX = ("scale so the longer side is `size` (bilinear, antialiased), keep t
              "output and resize it back (bilinear)")
 
 
+def default_formats() -> list[str]:
+    """Every format whose converter is installed here (``openvino`` needs its package)."""
+    import importlib.util
+
+    return [f for f in FORMATS if f != "openvino" or importlib.util.find_spec("openvino")]
+
+
 def export_run(run: str | os.PathLike[str] | RunFolder, out: str | os.PathLike[str], *,
-               formats: Sequence[str] = FORMATS, precisions: Sequence[str] = PRECISIONS,
+               formats: Sequence[str] | None = None, precisions: Sequence[str] = PRECISIONS,
                checkpoint: str = "best", overwrite: bool = False,
                measure: bool = True) -> Path:
     """Write ``out`` as a bundle of ``run``'s model (atomic: a temp folder, then rename).
@@ -65,7 +72,8 @@ def export_run(run: str | os.PathLike[str] | RunFolder, out: str | os.PathLike[s
     Args:
         run: Run folder.
         out: Bundle folder.
-        formats: ``torchscript``, ``onnx`` and/or ``openvino`` (the IR; needs ``onnx``).
+        formats: ``torchscript``, ``onnx`` and/or ``openvino`` (the IR; needs ``onnx``);
+            None: :func:`default_formats`.
         precisions: ``fp32`` (always written), ``bf16`` (measured only: a runtime setting),
             ``int8`` (writes ``models/model.int8.onnx``; needs ``onnx``).
         checkpoint: ``best`` or ``last``.
@@ -77,6 +85,7 @@ def export_run(run: str | os.PathLike[str] | RunFolder, out: str | os.PathLike[s
             output folder that may not be replaced, or a converter whose exported model does
             not match the eager one.
     """
+    formats = default_formats() if formats is None else list(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ConfsegError(f"--format {bad[0] if bad else '(none)'}; choose from "
