@@ -154,10 +154,16 @@ class _Sink:
         return time.perf_counter() - self.t0
 
     def meta(self, seconds: float, **fields: Any) -> dict[str, Any]:
-        return {**fields, "frames": self.done, "chunks": self.chunks,
-                "seconds": round(seconds, 3),
-                "frames_per_second": round(self.done / max(seconds, 1e-9), 2),
-                "overlay": "overlay.mp4" if self.encoder is not None else None}
+        return _video_meta(seconds, frames=self.done, chunks=self.chunks,
+                           overlay=self.encoder is not None, **fields)
+
+
+def _video_meta(seconds: float, *, frames: int, chunks: list[str], overlay: bool,
+                **fields: Any) -> dict[str, Any]:
+    """The ``video.json`` object: ``fields`` plus what was written and how fast."""
+    return {**fields, "frames": frames, "chunks": chunks, "seconds": round(seconds, 3),
+            "frames_per_second": round(frames / max(seconds, 1e-9), 2),
+            "overlay": "overlay.mp4" if overlay else None}
 
 
 def predict_video(model: ProbabilityModel, path: str | os.PathLike[str],
@@ -248,8 +254,7 @@ def predict_live(model: ProbabilityModel, source: str | os.PathLike[str],
               "video": None if info is None else {"fps": info.fps, "width": info.width,
                                                   "height": info.height}}
     meta = (sink.meta(seconds, **fields) if sink is not None else
-            {**fields, "frames": 0, "chunks": [], "seconds": round(seconds, 3),
-             "frames_per_second": 0.0, "overlay": None})
+            _video_meta(seconds, frames=0, chunks=[], overlay=False, **fields))
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / "video.json", json.dumps(meta, indent=1) + "\n")
     return meta
