@@ -369,3 +369,32 @@ def test_dynunet_is_planned_for_the_training_size(tmp_path: Path) -> None:
                             epochs=1, batch_size=2, k=2, val="none", patience=0), quiet=True)
     model = Predictor.from_run(run).model
     assert list(model.strides) == plan_dynunet(64)[1] != plan_dynunet(256)[1]
+
+
+def test_model_options_reach_training_the_predictor_and_the_bundle(tmp_path: Path) -> None:
+    """TrainConfig.model_options builds the network, lives in the ModelSpec and rebuilds it."""
+    import json
+
+    from confseg.config import TrainConfig
+    from confseg.inference import Predictor
+    from confseg.inference.export import export_run
+    from confseg.training import train
+
+    from conftest import write_tiny_dataset
+
+    ds = write_tiny_dataset(tmp_path / "ds", patients=4, per_patient=1, size=(32, 32))
+    features = [4, 4, 8, 8, 16, 4]
+    run = train(TrainConfig(data=str(ds), out=str(tmp_path / "r"), model="basicunet", size=32,
+                            model_options={"features": features}, epochs=1, batch_size=2,
+                            k=2, val="none", patience=0), quiet=True)
+    pred = Predictor.from_run(run)
+    assert pred.spec.options == {"features": features}
+    convs = [m for m in pred.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].out_channels == 4  # not MONAI's default 32
+    export_run(run, tmp_path / "b", formats=["onnx"], precisions=["fp32"], measure=False)
+    meta = json.loads((tmp_path / "b" / "configs" / "metadata.json").read_text())
+    assert meta["model_options"] == {"features": features}
+    with pytest.raises(ModelError, match="unknown option"):
+        train(TrainConfig(data=str(ds), out=str(tmp_path / "r2"), model="basicunet", size=32,
+                          model_options={"feature": features}, epochs=1, k=2, val="none"),
+              quiet=True)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from confseg.inference.stream import predict_video
+from confseg.inference.stream import predict_video, read_probs
 from confseg.inference.video import segment_video
 from confseg.io.video import probe_video
 
@@ -33,12 +33,11 @@ def test_predict_video_chunks_and_overlay(video, predictor, tmp_path):
     dest = tmp_path / "clip"
     assert meta["frames"] == 30 and seen[-1][0] == 30 and seen[-1][1] > 0
     assert json.loads((dest / "video.json").read_text())["chunks"] == meta["chunks"]
-    probs = [np.load(dest / c) for c in meta["chunks"]]
-    index = np.concatenate([p["index"] for p in probs])
+    assert np.load(dest / meta["chunks"][0])["prob"].dtype == np.uint16
+    index, prob = read_probs(dest)
     assert index.tolist() == list(range(30))
-    prob = np.concatenate([p["prob"] for p in probs]).astype(np.float32)
     ref = np.stack([f.prob for f in segment_video(predictor, video)])
-    np.testing.assert_allclose(prob, ref, atol=2e-3)  # float16 storage
+    np.testing.assert_allclose(prob, ref, atol=1e-5)  # 16-bit storage: a step of 1.5e-5
     info = probe_video(dest / "overlay.mp4")
     assert (info.width, info.height) == (64, 48)  # the canvas image, aspect kept
     assert not list(dest.glob(".*tmp*"))
@@ -75,11 +74,8 @@ def test_predict_video_cli_every_and_errors(video, tmp_path, capsys):
     for backend in backends:  # the bundle's fast path: the same probabilities as the run's
         assert main(["predict", str(bundle), str(video), "--out", str(tmp_path / backend),
                      "--backend", backend, "--every", "3", "--quiet"]) == 0
-        meta = json.loads((tmp_path / backend / "clip" / "video.json").read_text())
-        got = np.concatenate([np.load(tmp_path / backend / "clip" / c)["prob"]
-                              for c in meta["chunks"]]).astype(np.float32)
-        ref = np.concatenate([np.load(tmp_path / "o" / "clip" / c)["prob"]
-                              for c in meta["chunks"]]).astype(np.float32)
+        got = read_probs(tmp_path / backend / "clip")[1]
+        ref = read_probs(tmp_path / "o" / "clip")[1]
         assert got.shape == ref.shape and np.abs(got - ref).max() < 0.02, backend
     assert main(["predict", str(bundle), str(video), "--out", str(tmp_path / "o4"), "--backend",
                  "torch", "--quiet"]) == 2

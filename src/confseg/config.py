@@ -55,6 +55,9 @@ class TrainConfig:
         out: Run folder.
         strategy: Label strategy string (``threshold:0.6``, ``soft``, ...).
         model: Model name from :func:`confseg.models.list_models`.
+        model_options: Architecture options for ``create_model`` (e.g. BasicUNet
+            ``{features: [16, 16, 32, 64, 128, 16]}``); stored in the checkpoint's ModelSpec,
+            so predictors and exports rebuild the same network.
         fold: Test fold (never trained or validated on).
         val: Validation patients: ``next-fold`` (the next fold), ``inner:F`` (a fraction F of
             the non-test patients) or ``none`` (train on every non-test patient, keep the last
@@ -90,6 +93,7 @@ class TrainConfig:
     out: str
     strategy: str = "threshold:0.6"
     model: str = "fpn-resnet34"
+    model_options: dict[str, Any] = field(default_factory=dict)
     fold: int = 0
     val: str = "next-fold"
     k: int | str = 5

@@ -18,6 +18,8 @@ _EXPORTS = {
     "Predictor": "confseg.inference.predictor",
     "load_checkpoint": "confseg.inference.predictor",
     "BundlePredictor": "confseg.inference.bundle",
+    "predict_video": "confseg.inference.stream",
+    "read_probs": "confseg.inference.stream",
     "CheckpointError": "confseg.errors",
 }
 

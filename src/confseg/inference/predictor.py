@@ -73,7 +73,7 @@ class Predictor:
         if temperature is not None:
             spec = spec.replace(temperature=float(temperature))
         model = create_model(spec.name, in_channels=spec.in_channels, classes=spec.classes,
-                             size=spec.size)
+                             size=spec.size, **spec.options)
         weights = {k.removeprefix("model."): v for k, v in state.get("state_dict", {}).items()
                    if k.startswith("model.")}
         try:

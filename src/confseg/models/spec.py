@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class ModelSpec:
         class_names: Output channels, one sigmoid per class.
         size: Square input side; images are letterboxed to it (:mod:`confseg.preprocess`).
         temperature: Logits are divided by it before the sigmoid (1 = uncalibrated).
+        options: Architecture options given to ``create_model`` (plain JSON types).
     """
 
     name: str
@@ -37,9 +38,11 @@ class ModelSpec:
     class_names: tuple[str, ...]
     size: int
     temperature: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        object.__setattr__(self, "options", dict(self.options))
 
     @property
     def classes(self) -> int:
@@ -54,7 +57,8 @@ class ModelSpec:
         """Plain dict (lists, numbers, strings) for a checkpoint or a JSON file."""
         return {"name": self.name, "in_channels": self.in_channels,
                 "class_names": list(self.class_names), "classes": self.classes,
-                "size": self.size, "temperature": self.temperature}
+                "size": self.size, "temperature": self.temperature,
+                "options": dict(self.options)}
 
     @classmethod
     def from_dict(cls, obj: Any, *, where: str = "checkpoint") -> ModelSpec:
@@ -66,7 +70,8 @@ class ModelSpec:
         try:
             return cls(name=str(obj["name"]), in_channels=int(obj["in_channels"]),
                        class_names=tuple(obj["class_names"]), size=int(obj["size"]),
-                       temperature=float(obj.get("temperature", 1.0)))
+                       temperature=float(obj.get("temperature", 1.0)),
+                       options=dict(obj.get("options") or {}))
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{where}: no usable model spec (name, channels, classes, "
                                   "size); it was not written by this confseg: retrain the run"
@@ -86,7 +91,8 @@ class ModelSpec:
         cfg = hp.get("cfg") or {}
         legacy = {"name": cfg.get("model", (spec or {}).get("name")),
                   "in_channels": cfg.get("channels", (spec or {}).get("in_channels")),
-                  "class_names": hp.get("classes"), "size": cfg.get("size")}
+                  "class_names": hp.get("classes"), "size": cfg.get("size"),
+                  "options": cfg.get("model_options")}
         return cls.from_dict(legacy, where=where)
 
 

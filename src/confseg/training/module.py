@@ -39,7 +39,7 @@ class SegmentationModule(pl.LightningModule):
         # size: dynunet plans its topology from the training size (the other models ignore it)
         self.model = create_model(self.cfg.model, in_channels=self.cfg.channels,
                                   classes=len(classes), encoder_weights=self.cfg.encoder_weights,
-                                  size=self.cfg.size)
+                                  size=self.cfg.size, **self.cfg.model_options)
         self.loss = SoftBCEDiceLoss(bce_weight=self.cfg.pos_weight_bce,
                                     dice_weight=self.cfg.dice_weight)
         # torchmetrics objects: their sums reduce across DDP ranks before Lightning logs them
@@ -50,7 +50,8 @@ class SegmentationModule(pl.LightningModule):
     def spec(self) -> ModelSpec:
         """What a Predictor or an export needs to rebuild and feed this network."""
         return ModelSpec(name=self.cfg.model, in_channels=self.cfg.channels,
-                         class_names=tuple(self.classes), size=self.cfg.size)
+                         class_names=tuple(self.classes), size=self.cfg.size,
+                         options=self.cfg.model_options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.model(x)

@@ -78,10 +78,12 @@ def _size_for(fp: dict[str, Any]) -> int:
 
 
 def step_seconds(model: str, *, size: int, batch_size: int, channels: int, classes: int,
-                 precision: str, steps: int = 3) -> float:
+                 precision: str, steps: int = 3, options: dict[str, Any] | None = None
+                 ) -> float:
     """Median seconds of one real training step (forward, loss, backward, AdamW) here."""
     torch.manual_seed(0)
-    net = create_model(model, in_channels=channels, classes=classes, size=size).train()
+    net = create_model(model, in_channels=channels, classes=classes, size=size,
+                       **(options or {})).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     loss = SoftBCEDiceLoss()
     x = torch.rand(batch_size, channels, size, size)
@@ -125,11 +127,13 @@ def plan_auto(cfg: TrainConfig, *, budget: str | None = None) -> dict[str, Any]:
     held_out = 1 + (1 if cfg.val == "next-fold" else 0)
     train_items = max(1, round(fp["image_items"] * max(n_folds - held_out, 1) / n_folds))
     steps_per_epoch = max(1, math.ceil(train_items / batch))
-    probe = cfg.replace(**{k: v for k, v in base.items() if k in ("model", "precision")},
+    probe = cfg.replace(**{k: v for k, v in base.items()
+                           if k in ("model", "model_options", "precision")},
                         size=size, batch_size=batch)
     precision = resolve_precision(probe)
     step = step_seconds(probe.model, size=size, batch_size=batch, channels=cfg.channels,
-                        classes=len(ds.classes), precision=precision)
+                        classes=len(ds.classes), precision=precision,
+                        options=probe.model_options)
     # an epoch: its training steps plus validation and bookkeeping (~25 %)
     epoch_s = step * steps_per_epoch * 1.25
     if seconds is None:
