@@ -28,6 +28,7 @@ Threads: ``--threads`` (default 2) is given to torch, onnxruntime and OpenVINO a
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -81,7 +82,7 @@ def model_gflops(model: torch.nn.Module, channels: int, size: int) -> float:
     return fc.get_total_flops() / 1e9
 
 
-def make_run(work: Path, *, model: str, size: int) -> Path:
+def make_run(work: Path, *, model: str, size: int, options: dict[str, Any]) -> Path:
     """A one-epoch run on tiny synthetic data (weights do not change the speed)."""
     from confseg.config import TrainConfig
     from confseg.synth import generate
@@ -89,7 +90,8 @@ def make_run(work: Path, *, model: str, size: int) -> Path:
 
     data = generate(work / "syn", patients=4, views=1, days=1, size=size, seed=0)
     cfg = TrainConfig(data=str(data), out=str(work / "run"), model=model, size=size, epochs=1,
-                      batch_size=2, k=2, val="none", patience=0, precision="32-true")
+                      model_options=options, batch_size=2, k=2, val="none", patience=0,
+                      precision="32-true")
     return Path(train(cfg, quiet=True))
 
 
@@ -153,6 +155,8 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, help="a trained run (gives the Dice costs)")
     ap.add_argument("--model", default="fpn-resnet18")
+    ap.add_argument("--model-options", type=json.loads, default={},
+                    help='architecture options as JSON, e.g. \'{"features": [8,8,16,32,64,8]}\'')
     ap.add_argument("--size", type=int, default=256, help="clip side and model input side")
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -168,7 +172,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="video_fps_"))
     work.mkdir(parents=True, exist_ok=True)
-    run = args.run or make_run(work, model=args.model, size=args.size)
+    run = args.run or make_run(work, model=args.model, size=args.size,
+                                 options=args.model_options)
     log(f"run {run}")
     bundle = work / "bundle"
     if not (bundle / "configs" / "metadata.json").is_file():
@@ -208,6 +213,7 @@ def main() -> None:
         r["utilisation"] = rnd(r["fps"] * gflops / peak, 3)
     result: dict[str, Any] = {
         "benchmark": "video_fps", "run": str(run), "model": eager.spec.name,
+        "model_options": eager.spec.options,
         "size": eager.size, "frames": args.frames,
         "batch_size": args.batch_size, "threads": args.threads, "cpu_flags": cpu_flags(),
         "gflops_per_frame": rnd(gflops, 2), "matmul_gflops_fp32": rnd(peak, 1),
