@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from confseg.errors import MediaError
 from confseg.inference.stream import predict_video, read_probs
 from confseg.inference.video import segment_video
 from confseg.io.video import probe_video
@@ -34,6 +35,8 @@ def test_predict_video_chunks_and_overlay(video, predictor, tmp_path):
     assert meta["frames"] == 30 and seen[-1][0] == 30 and seen[-1][1] > 0
     assert json.loads((dest / "video.json").read_text())["chunks"] == meta["chunks"]
     assert np.load(dest / meta["chunks"][0])["prob"].dtype == np.uint16
+    with pytest.raises(MediaError, match="not a complete predict output"):
+        read_probs(tmp_path)  # no video.json
     index, prob = read_probs(dest)
     assert index.tolist() == list(range(30))
     ref = np.stack([f.prob for f in segment_video(predictor, video)])

@@ -5,8 +5,9 @@ inference in the caller's; each hands over through a bounded queue, so the slowe
 the pace and memory stays flat in video length. Probabilities are written per batch as
 ``.npz`` chunks at the model-canvas resolution with the aspect ratio kept, as 16-bit integers
 (``round(p * 65535)``, a step of 1.5e-5) under fast deflate (level 1): float16 under numpy's
-default deflate cost 15-25 ms per 256-px two-class frame here, this 2-4 ms, on cores the model
-needs. :func:`read_probs` reads a folder back as float32.
+default deflate cost 12-20 ms per 256-px two-class frame, this 1.7-3.1 ms
+(benchmarks/prob_writer.py), on cores the model needs. :func:`read_probs` reads a folder
+back as float32.
 
 ::
 
@@ -299,7 +300,10 @@ def read_probs(folder: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     root = Path(folder)
     try:
         chunks = json.loads((root / "video.json").read_text())["chunks"]
-        parts = [np.load(root / c) for c in chunks]
+        parts = []
+        for c in chunks:
+            with np.load(root / c) as z:
+                parts.append({"index": z["index"], "prob": z["prob"]})
     except (OSError, KeyError, ValueError) as exc:
         raise MediaError(f"{root}: not a complete predict output ({type(exc).__name__}); "
                          "run confseg predict again") from None
