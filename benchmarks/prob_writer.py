@@ -1,8 +1,9 @@
 """What writing a video's probabilities costs per frame: the npz chunk writer against float16 npz.
 
-The reference, measured in the same run, is what ``predict_video`` wrote before: float16 under
-``np.savez_compressed`` (deflate level 6). confseg now writes ``round(p * 65535)`` as uint16
-under deflate level 1 (:func:`confseg.inference.stream._write_chunk`). The probabilities are
+The reference, measured in the same run, is what ``predict_video`` wrote first: float16 under
+``np.savez_compressed`` (deflate level 6). confseg writes ``round(p * 65535)`` as uint16
+(``--prob-bits 16``) or, by default, ``round(p * 255)`` as uint8, under deflate level 1
+(:func:`confseg.inference.stream._write_chunk`). The probabilities are
 two smooth blobs in a near-zero background, with logit noise of ``--noise`` (a trained model's
 output is smooth; noise makes deflate's job harder). Single-threaded (the writer thread).
 
@@ -60,26 +61,30 @@ def main() -> None:
             for j, c in enumerate(chunks):
                 np.savez_compressed(ref_dir / f"{j}.npz", prob=c.astype(np.float16))
             ref_s = time.perf_counter() - t
-            names = []
-            t = time.perf_counter()
-            for j, c in enumerate(chunks):
-                frames = [SegmentedFrame(j * args.batch_size + k, np.zeros((1, 1), np.uint8), p)
-                          for k, p in enumerate(c)]
-                names.append(_write_chunk(new_dir, frames))
-            new_s = time.perf_counter() - t
-            (new_dir / "video.json").write_text(json.dumps({"chunks": names}))
-            back = read_probs(new_dir)[1]
-            rows.append({
+            row: dict[str, float] = {
                 "logit_noise": noise,
                 "float16_level6_ms_per_frame": rnd(1000 * ref_s / args.frames, 3),
-                "uint16_level1_ms_per_frame": rnd(1000 * new_s / args.frames, 3),
-                "speedup": rnd(ref_s / new_s, 2),
                 "float16_bytes_per_frame": sum(f.stat().st_size for f in ref_dir.iterdir())
-                // args.frames,
-                "uint16_bytes_per_frame": sum(f.stat().st_size for f in new_dir.glob("*.npz"))
-                // args.frames,
-                "max_abs_error": rnd(float(np.abs(back - prob).max()), 7),
-            })
+                // args.frames}
+            for bits in (16, 8):
+                bits_dir = new_dir / str(bits)
+                bits_dir.mkdir()
+                names = []
+                t = time.perf_counter()
+                for j, c in enumerate(chunks):
+                    frames = [SegmentedFrame(j * args.batch_size + k, np.zeros((1, 1), np.uint8),
+                                             p) for k, p in enumerate(c)]
+                    names.append(_write_chunk(bits_dir, frames, bits))
+                new_s = time.perf_counter() - t
+                (bits_dir / "video.json").write_text(json.dumps({"chunks": names}))
+                back = read_probs(bits_dir)[1]
+                row.update({
+                    f"uint{bits}_level1_ms_per_frame": rnd(1000 * new_s / args.frames, 3),
+                    f"uint{bits}_speedup": rnd(ref_s / new_s, 2),
+                    f"uint{bits}_bytes_per_frame": sum(
+                        f.stat().st_size for f in bits_dir.glob("*.npz")) // args.frames,
+                    f"uint{bits}_max_abs_error": rnd(float(np.abs(back - prob).max()), 7)})
+            rows.append(row)
     emit({"benchmark": "prob_writer", "size": args.size, "frames": args.frames,
           "classes": 2, "rows": rows, "environment": environment(torch.device("cpu"))})
 

@@ -9,10 +9,12 @@ One process, one machine state, every figure next to the reference measured in t
 3. a synthetic grey H.264 clip of ``--frames`` frames at ``--size`` x ``--size``;
 4. the **reference**: a plain eager per-frame PyTorch loop (decode, resize into the canvas,
    forward at batch 1, sigmoid, probabilities kept in memory);
-5. ``predict_video`` (decode and npz writing in threads, batches of ``--batch-size``) for
-   torch and every bundle setting that runs here (onnxruntime fp32 / int8, OpenVINO fp32 /
-   bf16 where the CPU has it / int8), with the overlay encoder off; the torch path once more
-   with the overlay on;
+5. ``predict_video`` (decode and npz writing in threads, batches of ``--batch-size``,
+   probabilities stored in ``--prob-bits``) for torch and every bundle setting that runs here
+   (onnxruntime fp32 / int8, OpenVINO fp32 / bf16 where the CPU has it / int8), with the
+   overlay encoder off; the torch path once more with the overlay on; and the **pipeline
+   alone**: the torch path with the network swapped for a stand-in that costs nothing and
+   returns realistic logits (the ceiling that decoding, letterboxing and writing leave);
 6. the model alone per backend (batch 1 and ``--batch-size``, random input), its GFLOPs per
    frame (``torch.utils.flop_counter``) and the machine's fp32 matmul GFLOP/s
    (utilisation = frames/s x GFLOPs / matmul GFLOP/s);
@@ -129,13 +131,33 @@ def eager_loop(predictor: Any, clip: Path) -> dict[str, Any]:
     return {"frames": n, "wall_s": rnd(wall), "fps": rnd(n / wall, 1)}
 
 
-def pipeline(model: Any, clip: Path, out: Path, *, batch_size: int, overlay: bool
-             ) -> dict[str, Any]:
+class FixedLogits(torch.nn.Module):
+    """A network stand-in with no compute: the same realistic logits for every frame.
+
+    Two blobs in a near-zero background with logit noise 0.5 (``prob_writer.probabilities``),
+    so the writer compresses what a trained model would give it.
+    """
+
+    def __init__(self, classes: int, size: int) -> None:
+        super().__init__()
+        from prob_writer import probabilities
+
+        p = torch.from_numpy(probabilities(1, size, 0.5)[0, :1]).repeat(classes, 1, 1)
+        self.register_buffer("z", torch.logit(p, eps=1e-6)[None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The stored logits for each image of ``x``."""
+        return self.z.expand(x.shape[0], -1, -1, -1)[..., :x.shape[-2], :x.shape[-1]]
+
+
+def pipeline(model: Any, clip: Path, out: Path, *, batch_size: int, overlay: bool,
+             prob_bits: int) -> dict[str, Any]:
     """``predict_video`` end to end (probabilities written as npz chunks)."""
     from confseg.inference.stream import predict_video
 
     t = time.perf_counter()
-    meta = predict_video(model, clip, out, batch_size=batch_size, overlay=overlay)
+    meta = predict_video(model, clip, out, batch_size=batch_size, overlay=overlay,
+                         prob_bits=prob_bits)
     wall = time.perf_counter() - t
     return {"frames": meta["frames"], "wall_s": rnd(wall), "fps": rnd(meta["frames"] / wall, 1)}
 
@@ -161,6 +183,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prob-bits", type=int, default=8, choices=(8, 16),
+                    help="bits per stored probability (predict --prob-bits)")
     ap.add_argument("--reps", type=int, default=10, help="model-alone calls per setting")
     ap.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     args = ap.parse_args()
@@ -191,7 +215,7 @@ def main() -> None:
     for name, model in backends.items():
         log(f"pipeline: {name}")
         end = pipeline(model, clip, work / f"out-{name}", batch_size=args.batch_size,
-                       overlay=False)
+                       overlay=False, prob_bits=args.prob_bits)
         if name == "torch":
             def infer(x: np.ndarray) -> np.ndarray:
                 with torch.inference_mode():
@@ -206,7 +230,14 @@ def main() -> None:
                      **alone})
     log("pipeline: torch with the overlay encoder")
     overlay = pipeline(eager, clip, work / "out-overlay", batch_size=args.batch_size,
-                       overlay=True)
+                       overlay=True, prob_bits=args.prob_bits)
+    log("pipeline alone: a stand-in network that costs nothing")
+    import copy
+
+    stand_in = copy.copy(eager)
+    stand_in.model = FixedLogits(len(eager.classes), eager.size).eval()
+    alone_pipeline = pipeline(stand_in, clip, work / "out-alone", batch_size=args.batch_size,
+                              overlay=False, prob_bits=args.prob_bits)
     gflops = model_gflops(eager.model, eager.channels, eager.size)
     peak = matmul_gflops(args.threads)
     for r in rows:
@@ -215,9 +246,12 @@ def main() -> None:
         "benchmark": "video_fps", "run": str(run), "model": eager.spec.name,
         "model_options": eager.spec.options,
         "size": eager.size, "frames": args.frames,
-        "batch_size": args.batch_size, "threads": args.threads, "cpu_flags": cpu_flags(),
+        "batch_size": args.batch_size, "threads": args.threads, "prob_bits": args.prob_bits,
+        "cpu_flags": cpu_flags(),
         "gflops_per_frame": rnd(gflops, 2), "matmul_gflops_fp32": rnd(peak, 1),
         "reference_eager_loop": reference, "rows": rows, "torch_with_overlay": overlay,
+        "pipeline_alone": {**alone_pipeline, "ratio_to_eager_loop": rnd(
+            alone_pipeline["fps"] / reference["fps"], 2)},
         "environment": environment(torch.device("cpu")),
     }
     _, result["fast"] = fastest(bundle, threads=args.threads, batch_size=args.batch_size)

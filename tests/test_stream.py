@@ -34,16 +34,42 @@ def test_predict_video_chunks_and_overlay(video, predictor, tmp_path):
     dest = tmp_path / "clip"
     assert meta["frames"] == 30 and seen[-1][0] == 30 and seen[-1][1] > 0
     assert json.loads((dest / "video.json").read_text())["chunks"] == meta["chunks"]
-    assert np.load(dest / meta["chunks"][0])["prob"].dtype == np.uint16
+    assert np.load(dest / meta["chunks"][0])["prob"].dtype == np.uint8  # 8 bits by default
+    assert meta["prob_scale"] == 255
     with pytest.raises(MediaError, match="not a complete predict output"):
         read_probs(tmp_path)  # no video.json
     index, prob = read_probs(dest)
     assert index.tolist() == list(range(30))
     ref = np.stack([f.prob for f in segment_video(predictor, video)])
-    np.testing.assert_allclose(prob, ref, atol=1e-5)  # 16-bit storage: a step of 1.5e-5
+    np.testing.assert_allclose(prob, ref, atol=0.5 / 255 + 1e-6)  # half a step of 1/255
+    assert np.abs(prob - ref).max() > 1e-4  # really stored in 8 bits
     info = probe_video(dest / "overlay.mp4")
     assert (info.width, info.height) == (64, 48)  # the canvas image, aspect kept
     assert not list(dest.glob(".*tmp*"))
+
+
+def test_predict_video_16_bits(video, predictor, tmp_path):
+    meta = predict_video(predictor, video, tmp_path, batch_size=7, prob_bits=16)
+    assert meta["prob_scale"] == 65535
+    assert np.load(tmp_path / "clip" / meta["chunks"][0])["prob"].dtype == np.uint16
+    ref = np.stack([f.prob for f in segment_video(predictor, video)])
+    np.testing.assert_allclose(read_probs(tmp_path / "clip")[1], ref, atol=1e-5)  # 1.5e-5 steps
+    with pytest.raises(ValueError, match="8 or 16 bits"):
+        predict_video(predictor, video, tmp_path / "x", prob_bits=12)
+    assert not (tmp_path / "x").exists()
+
+
+def test_frames_at_the_model_size_are_not_resized(tmp_path, predictor):
+    # a 48x64 clip fills the 64-px canvas: the frame itself is the image, and the batched
+    # fast path gives the per-image Predictor's probabilities
+    from confseg.io.video import iter_frames
+
+    clip = write_clip(tmp_path / "fit.mp4", frames=5, shape=(48, 64), start=30, step=9)
+    got = list(segment_video(predictor, clip, batch_size=4))
+    frames = [f for _, f in iter_frames(clip)]
+    for fr, frame in zip(got, frames, strict=True):
+        assert fr.image.shape == (48, 64) and np.array_equal(fr.image, frame)
+        np.testing.assert_allclose(fr.prob, predictor.predict(frame), atol=1e-4)
 
 
 def test_predict_video_cli_every_and_errors(video, tmp_path, capsys):
@@ -82,6 +108,13 @@ def test_predict_video_cli_every_and_errors(video, tmp_path, capsys):
         assert got.shape == ref.shape and np.abs(got - ref).max() < 0.02, backend
     assert main(["predict", str(bundle), str(video), "--out", str(tmp_path / "o4"), "--backend",
                  "torch", "--quiet"]) == 2
+    assert main(["predict", str(bundle), str(video), "--out", str(tmp_path / "o5"),
+                 "--prob-bits", "12", "--quiet"]) == 2
+    assert "--prob-bits 12" in capsys.readouterr().err and not (tmp_path / "o5").exists()
+    assert main(["predict", str(bundle), str(video), "--out", str(tmp_path / "o6"),
+                 "--prob-bits", "16", "--every", "3", "--quiet"]) == 0
+    assert json.loads((tmp_path / "o6" / "clip" / "video.json").read_text())[
+        "prob_scale"] == 65535
     capsys.readouterr()
     # a multi-frame DICOM is a video; the bar shows the running frames/s (not --quiet)
     from test_video_io import _dicom

@@ -399,6 +399,8 @@ def predict(
     idle: Annotated[float, typer.Option(
         help="With --live: a growing file ends after this many seconds without new "
              "bytes.")] = 2.0,
+    prob_bits: Annotated[int, typer.Option(
+        help="Videos: bits per stored probability, 8 (a step of 0.004, cheapest) or 16.")] = 8,
     threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
@@ -408,11 +410,14 @@ def predict(
     set_threads(threads)
     videos = images if live else [p for p in images if is_video(p)]
     if videos:
+        if prob_bits not in (8, 16):
+            raise ConfsegError(f"--prob-bits {prob_bits}: give 8 or 16")
         if len(videos) != len(images):
             raise ConfsegError("give either images or videos, not both, in one call")
         _predict_videos(run, videos, out, every=every, max_frames=max_frames,
                         overlay=overlay, batch_size=batch_size, quiet=quiet, backend=backend,
-                        precision=precision, threads=threads, live=live, idle=idle)
+                        precision=precision, threads=threads, live=live, idle=idle,
+                        prob_bits=prob_bits)
         return
     from confseg.inference.files import predict_files
 

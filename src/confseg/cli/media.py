@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
 def _predict_videos(model_path: Path, videos: list[Path], out: Path, *, every: int,
                     max_frames: int | None, overlay: bool, batch_size: int, quiet: bool,
                     backend: str | None = None, precision: str = "fp32",
-                    threads: int | None = None, live: bool = False, idle: float = 2.0
-                    ) -> None:
+                    threads: int | None = None, live: bool = False, idle: float = 2.0,
+                    prob_bits: int = 8) -> None:
     from confseg.inference.bundle import METADATA
     from confseg.inference.stream import predict_live, predict_video
     from confseg.io.video import probe_video, sample_indices
@@ -64,7 +64,7 @@ def _predict_videos(model_path: Path, videos: list[Path], out: Path, *, every: i
         if live:
             with rate_bar(f"{v.name} (live)", quiet=quiet) as prog:
                 meta = predict_live(model, v, out, batch_size=batch_size, overlay=overlay,
-                                    idle=idle, progress=prog)
+                                    idle=idle, prob_bits=prob_bits, progress=prog)
             typer.echo(f"wrote {out / v.stem} ({meta['frames']} frames, "
                        f"{meta['frames_per_second']:.1f} frames/s; dropped "
                        f"{meta['live']['dropped']} of {meta['live']['received']} received)")
@@ -73,7 +73,8 @@ def _predict_videos(model_path: Path, videos: list[Path], out: Path, *, every: i
         total = len(sample_indices(n, every=every, max_frames=max_frames)) if n else None
         with rate_bar(v.name, total=total, quiet=quiet) as prog:
             meta = predict_video(model, v, out, every=every, max_frames=max_frames,
-                                 batch_size=batch_size, overlay=overlay, progress=prog)
+                                 batch_size=batch_size, overlay=overlay, prob_bits=prob_bits,
+                                 progress=prog)
         typer.echo(f"wrote {out / v.stem} ({meta['frames']} frames, "
                    f"{meta['frames_per_second']:.1f} frames/s)")
 

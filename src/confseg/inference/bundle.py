@@ -121,7 +121,11 @@ class BundlePredictor:
         return self._run(x)
 
     def _sigmoid(self, z: np.ndarray) -> np.ndarray:
-        return (1.0 / (1.0 + np.exp(-z / self.temperature))).astype(np.float32)
+        """``sigmoid(z / temperature)`` as float32, in place on one new array (views welcome)."""
+        out = np.multiply(z, np.float32(-1.0 / self.temperature), dtype=np.float32)
+        np.exp(out, out=out)
+        out += np.float32(1.0)
+        return np.reciprocal(out, out=out)
 
     def _onnxruntime(self, providers: Sequence[str], threads: int | None
                      ) -> Callable[[np.ndarray], np.ndarray]:
@@ -237,7 +241,7 @@ class BundlePredictor:
         small = [f if (h, w) == (nh, nw) else np.asarray(
             Image.fromarray(f).resize((nw, nh), Image.BILINEAR)) for f in frames]
         x = np.zeros((len(frames), self.channels, self.size, self.size), np.float32)
-        x[:, :, :nh, :nw] = np.stack(small)[:, None].astype(np.float32) / 255.0
+        np.multiply(np.stack(small)[:, None], np.float32(1.0 / 255.0), out=x[:, :, :nh, :nw])
         return self._sigmoid(self._run(x)[:, :, :nh, :nw]), small
 
 

@@ -3,19 +3,20 @@
 Decoding runs in one thread, npz compression in another, the overlay encoder in a third and
 inference in the caller's; each hands over through a bounded queue, so the slowest stage sets
 the pace and memory stays flat in video length. Probabilities are written per batch as
-``.npz`` chunks at the model-canvas resolution with the aspect ratio kept, as 16-bit integers
-(``round(p * 65535)``, a step of 1.5e-5) under fast deflate (level 1): float16 under numpy's
-default deflate cost 12-20 ms per 256-px two-class frame, this 1.7-3.1 ms
-(benchmarks/prob_writer.py), on cores the model needs. :func:`read_probs` reads a folder
-back as float32.
+``.npz`` chunks at the model-canvas resolution with the aspect ratio kept, as integers under
+fast deflate (level 1): 8 bits by default (``round(p * 255)``, a step of 0.004) or 16 bits
+(``round(p * 65535)``, a step of 1.5e-5) with ``prob_bits=16``. The writer runs on cores the
+model needs: per 256-px two-class frame 16 bits cost 0.8-4 ms and 8 bits 0.3-0.6 ms, and the
+files are 4-15 times smaller (benchmarks/prob_writer.py; the more model noise, the larger the
+gap). :func:`read_probs` reads a folder of either back as float32.
 
 ::
 
     <out>/<stem>/
       video.json               source, sampling (or live: received, dropped), classes,
                                frames, seconds, frames/s
-      probs_<first>.npz        prob (n, K, h, w) uint16 (p = prob / 65535), index (n,)
-                               frame indices
+      probs_<first>.npz        prob (n, K, h, w) uint8 (p = prob / 255) or uint16
+                               (p = prob / 65535), index (n,) frame indices
       overlay.mp4              the frames with coloured probabilities (``overlay=True``)
 """
 
@@ -42,8 +43,9 @@ from confseg.io.video_writer import VideoWriter
 from confseg.viz.overlay import overlay_confidence
 
 _END = object()
-#: Stored probabilities are ``round(p * PROB_SCALE)`` as uint16.
-PROB_SCALE = 65535
+#: Stored probabilities are ``round(p * scale)``: bits -> (dtype, scale).
+PROB_BITS: dict[int, tuple[type[np.unsignedinteger[Any]], int]] = {
+    8: (np.uint8, 255), 16: (np.uint16, 65535)}
 ProgressFn = Callable[[int, float], None]
 
 
@@ -122,13 +124,14 @@ class _Sink:
     """Where segmented frames go: npz chunks, the overlay encoder, progress, the frame count."""
 
     def __init__(self, dest: Path, *, fps: float | None, batch_size: int, overlay: bool,
-                 progress: ProgressFn | None) -> None:
+                 prob_bits: int, progress: ProgressFn | None) -> None:
         self.dest, self.batch_size, self.progress = dest, batch_size, progress
+        self.prob_bits = prob_bits
         self.encoder = (_Worker("encode", _write_overlay, 2 * batch_size,
                                 lambda: VideoWriter(dest / "overlay.mp4", fps=fps or 16))
                         if overlay else None)
         # compression overlaps inference (zlib releases the GIL)
-        self.writer = _Worker("write", lambda _, chunk: _write_chunk(dest, chunk), 2)
+        self.writer = _Worker("write", lambda _, chunk: _write_chunk(dest, chunk, prob_bits), 2)
         self.done, self.chunk, self.chunks = 0, [], []
         self.t0 = time.perf_counter()
 
@@ -162,20 +165,21 @@ class _Sink:
 
     def meta(self, seconds: float, **fields: Any) -> dict[str, Any]:
         return _video_meta(seconds, frames=self.done, chunks=self.chunks,
-                           overlay=self.encoder is not None, **fields)
+                           overlay=self.encoder is not None, prob_bits=self.prob_bits, **fields)
 
 
 def _video_meta(seconds: float, *, frames: int, chunks: list[str], overlay: bool,
-                **fields: Any) -> dict[str, Any]:
+                prob_bits: int, **fields: Any) -> dict[str, Any]:
     """The ``video.json`` object: ``fields`` plus what was written and how fast."""
-    return {**fields, "frames": frames, "chunks": chunks, "seconds": round(seconds, 3),
+    return {**fields, "frames": frames, "chunks": chunks,
+            "prob_scale": PROB_BITS[prob_bits][1], "seconds": round(seconds, 3),
             "frames_per_second": round(frames / max(seconds, 1e-9), 2),
             "overlay": "overlay.mp4" if overlay else None}
 
 
 def predict_video(model: ProbabilityModel, path: str | os.PathLike[str],
                   out: str | os.PathLike[str], *, every: int = 1, max_frames: int | None = None,
-                  batch_size: int = 8, overlay: bool = False,
+                  batch_size: int = 8, overlay: bool = False, prob_bits: int = 8,
                   progress: ProgressFn | None = None) -> dict[str, Any]:
     """Segment ``path`` into ``out/<stem>/``; returns the ``video.json`` object.
 
@@ -187,15 +191,20 @@ def predict_video(model: ProbabilityModel, path: str | os.PathLike[str],
         max_frames: At most this many frames.
         batch_size: Frames per forward pass.
         overlay: Also write ``overlay.mp4``.
+        prob_bits: Bits per stored probability: 8 (a step of 0.004) or 16 (1.5e-5).
         progress: Called with (frames done, running frames/s).
+
+    Raises:
+        ValueError: ``prob_bits`` is neither 8 nor 16.
     """
+    _check_bits(prob_bits)
     src = Path(path)
     info = probe_video(src)
     dest = Path(out) / src.stem
     dest.mkdir(parents=True, exist_ok=True)
     frames = _threaded(iter_frames(src, every=every, max_frames=max_frames), 2 * batch_size)
     sink = _Sink(dest, fps=(info.fps or 16) / every, batch_size=batch_size, overlay=overlay,
-                 progress=progress)
+                 prob_bits=prob_bits, progress=progress)
     ok = False
     try:
         for fr in segment_frames(model, frames, info, batch_size=batch_size):
@@ -214,7 +223,8 @@ def predict_video(model: ProbabilityModel, path: str | os.PathLike[str],
 
 def predict_live(model: ProbabilityModel, source: str | os.PathLike[str],
                  out: str | os.PathLike[str], *, batch_size: int = 8, overlay: bool = False,
-                 idle: float = 2.0, progress: ProgressFn | None = None) -> dict[str, Any]:
+                 idle: float = 2.0, prob_bits: int = 8, progress: ProgressFn | None = None
+                 ) -> dict[str, Any]:
     """Segment a live source (a growing file or a device) into ``out/<name>/`` as it arrives.
 
     Frames are taken as they come, up to ``batch_size`` at a time; when inference falls
@@ -229,10 +239,15 @@ def predict_live(model: ProbabilityModel, source: str | os.PathLike[str],
         batch_size: Frames that may wait, and the largest batch.
         overlay: Also write ``overlay.mp4``.
         idle: A growing file ends after this many seconds without new bytes.
+        prob_bits: Bits per stored probability: 8 or 16.
         progress: Called with (frames done, running frames/s).
+
+    Raises:
+        ValueError: ``prob_bits`` is neither 8 nor 16.
     """
     from confseg.io.live import LiveFeed
 
+    _check_bits(prob_bits)
     feed = LiveFeed(source, keep=batch_size, idle=idle)
     dest = Path(out) / Path(source).stem
     sink: _Sink | None = None
@@ -246,7 +261,7 @@ def predict_live(model: ProbabilityModel, source: str | os.PathLike[str],
                 if sink is None:  # the folder appears with the first frame
                     dest.mkdir(parents=True, exist_ok=True)
                     sink = _Sink(dest, fps=info.fps, batch_size=batch_size, overlay=overlay,
-                                 progress=progress)
+                                 prob_bits=prob_bits, progress=progress)
                 for fr in segment_frames(model, iter(batch), info, batch_size=len(batch)):
                     sink.put(fr)
         except KeyboardInterrupt:
@@ -261,7 +276,8 @@ def predict_live(model: ProbabilityModel, source: str | os.PathLike[str],
               "video": None if info is None else {"fps": info.fps, "width": info.width,
                                                   "height": info.height}}
     meta = (sink.meta(seconds, **fields) if sink is not None else
-            _video_meta(seconds, frames=0, chunks=[], overlay=False, **fields))
+            _video_meta(seconds, frames=0, chunks=[], overlay=False, prob_bits=prob_bits,
+                        **fields))
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / "video.json", json.dumps(meta, indent=1) + "\n")
     return meta
@@ -275,11 +291,23 @@ def _chunk_name(chunk: list[SegmentedFrame]) -> str:
     return f"probs_{chunk[0].index:06d}.npz"
 
 
-def _write_chunk(dest: Path, chunk: list[SegmentedFrame]) -> str:
+def _check_bits(prob_bits: int) -> None:
+    if prob_bits not in PROB_BITS:
+        raise ValueError(f"prob_bits={prob_bits!r}; store probabilities in 8 or 16 bits")
+
+
+def quantise(prob: np.ndarray, prob_bits: int = 8) -> np.ndarray:
+    """Probabilities as stored: ``round(clip(p, 0, 1) * scale)`` in ``prob_bits`` bits."""
+    dtype, scale = PROB_BITS[prob_bits]
+    buf = np.multiply(prob, np.float32(scale), dtype=np.float32)
+    np.clip(buf, 0.0, scale, out=buf)
+    return np.rint(buf, out=buf).astype(dtype)
+
+
+def _write_chunk(dest: Path, chunk: list[SegmentedFrame], prob_bits: int = 8) -> str:
     name = _chunk_name(chunk)
     tmp = dest / f".{name}.tmp.npz"
-    prob = np.stack([f.prob for f in chunk])
-    arrays = {"prob": np.rint(np.clip(prob, 0.0, 1.0) * PROB_SCALE).astype(np.uint16),
+    arrays = {"prob": quantise(np.stack([f.prob for f in chunk]), prob_bits),
               "index": np.array([f.index for f in chunk])}
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for key, arr in arrays.items():
@@ -310,5 +338,10 @@ def read_probs(folder: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     if not parts:
         return np.zeros(0, np.int64), np.zeros((0, 0, 0, 0), np.float32)
     index = np.concatenate([p["index"] for p in parts])
-    prob = np.concatenate([p["prob"] for p in parts]).astype(np.float32) / PROB_SCALE
+    stored = np.concatenate([p["prob"] for p in parts])
+    scales = {np.dtype(dtype): scale for dtype, scale in PROB_BITS.values()}
+    if stored.dtype not in scales:
+        raise MediaError(f"{root}: probabilities stored as {stored.dtype}, not uint8/uint16; "
+                         "run confseg predict again")
+    prob = stored.astype(np.float32) / scales[stored.dtype]
     return index, prob

@@ -136,18 +136,36 @@ def _predictor_batches(model: Predictor, info: VideoInfo,
 @torch.inference_mode()
 def _run(model: Predictor, box: Letterbox, batch: list[tuple[int, np.ndarray]],
          full_size: bool) -> Iterator[SegmentedFrame]:
+    """One forward pass: the frames letterboxed onto one canvas, probabilities at their scale.
+
+    Grey uint8 frames (what the decoders give) take the cheap path: one copy onto a zeroed
+    canvas that converts and scales in place, and the frame itself as the image when it is
+    not resized; anything else goes through :func:`to_channels`.
+    """
     h, w = box.new_height, box.new_width
-    x = torch.from_numpy(np.stack([to_channels(f, model.channels) for _, f in batch]))
-    if (h, w) != (box.height, box.width):
-        x = F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False,
-                          antialias=True)
-    small = x  # (N, C, h, w) in [0, 1], what the model sees
-    x = F.pad(x.float(), (0, box.size - w, 0, box.size - h)).to(model.device)
-    z = model.model(x).float().cpu()[:, :, :h, :w] / model.temperature
+    frames = [f for _, f in batch]
+    canvas = torch.zeros(len(frames), model.channels, box.size, box.size)
+    grey = all(f.dtype == np.uint8 and f.ndim == 2 for f in frames)
+    if grey:
+        x = torch.from_numpy(np.stack(frames))[:, None]
+    else:
+        x = torch.from_numpy(np.stack([to_channels(f, model.channels) for f in frames]))
+    resized = (h, w) != (box.height, box.width)
+    if resized:
+        x = F.interpolate(x.float().div_(255.0) if grey else x, size=(h, w), mode="bilinear",
+                          align_corners=False, antialias=True)
+        canvas[:, :, :h, :w] = x
+    else:
+        canvas[:, :, :h, :w] = x  # converts uint8 to float and repeats the grey channel
+        if grey:
+            canvas[:, :, :h, :w].mul_(1.0 / 255.0)
+    z = model.model(canvas.to(model.device)).float().cpu()[:, :, :h, :w]
     if full_size:
         z = F.interpolate(z, size=(box.height, box.width), mode="bilinear", align_corners=False)
-    prob = torch.sigmoid(z).numpy()
-    for j, (i, f) in enumerate(batch):
-        image = f if full_size else (small[j].mean(0).clamp(0, 1) * 255).round().to(
-            torch.uint8).numpy()
-        yield SegmentedFrame(i, image, prob[j])
+    prob = torch.sigmoid(z / model.temperature if model.temperature != 1 else z).numpy()
+    if full_size or (grey and not resized):
+        images = frames  # the frame is what the model saw
+    else:  # the letterboxed frame at the model's scale, as uint8 grey
+        images = list((x.mean(1).clamp_(0, 1).mul_(255).round_().to(torch.uint8)).numpy())
+    for j, (i, _) in enumerate(batch):
+        yield SegmentedFrame(i, images[j], prob[j])
