@@ -412,3 +412,13 @@ def test_model_options_reach_training_the_predictor_and_the_bundle(tmp_path: Pat
         train(TrainConfig(data=str(ds), out=str(tmp_path / "r2"), model="basicunet", size=32,
                           model_options={"feature": features}, epochs=1, k=2, val="none"),
               quiet=True)
+
+
+def test_flexunet_batch_norm_momentum() -> None:
+    # MONAI's EfficientNets keep TensorFlow's batch-norm momentum (0.01): a 240-step CPU run
+    # left running variances near their initial 1 and the eval-mode network predicted nothing
+    # on lus-cs541 (docs/results.md); every encoder batch norm runs at PyTorch's 0.1
+    model = build("flexunet-efficientnet-b0", 1)
+    norms = [m for m in model.encoder.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) > 40 and {m.momentum for m in norms} == {0.1}

@@ -33,6 +33,8 @@ from confseg.models.unet import unet_decoder
 #: FlexibleUNet's ResNet backbones are left out: they are MedicalNet ResNets with type-"A"
 #: shortcuts that TorchScript cannot compile (see :mod:`confseg.models.unet`).
 EFFICIENTNET_BACKBONES: tuple[str, ...] = tuple(EfficientNetEncoder.backbone_names)
+#: Batch-norm momentum of the FlexibleUNet encoders (PyTorch's default; MONAI's is 0.01).
+BN_MOMENTUM = 0.1
 
 
 class _Padded(nn.Module):
@@ -219,6 +221,14 @@ class FlexUNet(nn.Module):
         for unused in ("_conv_head", "_conv_head_padding", "_bn1", "_avg_pooling", "_dropout",
                        "_fc"):
             delattr(encoder, unused)
+        # MONAI keeps TensorFlow's batch-norm momentum (0.01 in PyTorch terms): over a CPU
+        # run's few hundred steps the running statistics then lag the weights so far that
+        # the eval-mode network predicted nothing on lus-cs541 (test Dice 0.000 after 240
+        # steps, 0.48 max pleural-line probability with batch statistics, 0.02 with the
+        # running ones). PyTorch's default 0.1 tracks them.
+        for m in encoder.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = BN_MOMENTUM
         self.encoder = encoder
         self.decoder, self.segmentation_head = unet_decoder(
             (in_channels, *entry["feature_channel"]), decoder_channels, classes=classes,
