@@ -351,7 +351,8 @@ def test_preset_auto_plans_from_fingerprint_and_budget(data, tmp_path, capsys):
                "--budget", "1s", "--k", "3", "--quiet"])
     assert rc == 2 and "an epoch takes about" in capsys.readouterr().err
     assert main(["train", str(data), "--out", str(tmp_path / "r"), "--preset", "fast"]) == 2
-    assert "--preset 'fast'; choose one of recommended, fpn-lus, auto" in capsys.readouterr().err
+    assert ("--preset 'fast'; choose one of recommended, realtime, fpn-lus, auto"
+            in capsys.readouterr().err)
     rc = main(["train", str(data), "--out", str(tmp_path / "p"), "--preset", "fpn-lus",
                "--model", "fpn-resnet18", "--epochs", "1", "--size", "64", "--batch-size", "2",
                "--k", "3", "--quiet"])
@@ -359,6 +360,15 @@ def test_preset_auto_plans_from_fingerprint_and_budget(data, tmp_path, capsys):
     saved = TrainConfig.load(tmp_path / "p" / "config.yaml")
     assert saved.extra == {"preset": "fpn-lus"} and saved.model == "fpn-resnet18"
     assert saved.patience == 10 and saved.epochs == 1  # preset fills, explicit options win
+    # realtime: the light FlexUNet, its decoder carried to the checkpoint's ModelSpec
+    rc = main(["train", str(data), "--out", str(tmp_path / "rt"), "--preset", "realtime",
+               "--epochs", "1", "--size", "64", "--batch-size", "2", "--k", "3", "--quiet"])
+    assert rc == 0
+    from confseg.inference import Predictor
+
+    spec = Predictor.from_run(tmp_path / "rt").spec
+    assert spec.name == "flexunet-efficientnet-b0"
+    assert list(spec.options["decoder_channels"]) == [64, 32, 24, 16, 8]
 
 
 def test_schedule_option() -> None:

@@ -203,8 +203,8 @@ def train(
         "--set", help="Any config option as KEY=VALUE (repeatable), e.g. --set augment=0.5.")]
     = None,
     preset: Annotated[str | None, typer.Option(
-        help="A tested recipe (recommended, fpn-lus), or auto: plan model, size, batch and "
-             "epochs from the dataset and this machine.")] = None,
+        help="A tested recipe (recommended, realtime, fpn-lus), or auto: plan model, size, "
+             "batch and epochs from the dataset and this machine.")] = None,
     budget: Annotated[str | None, typer.Option(
         help="With --preset auto: wall-time budget for training, e.g. 20m.")] = None,
     threads: Threads = None,

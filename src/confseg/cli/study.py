@@ -45,7 +45,8 @@ def run(
     config: Annotated[Path | None, typer.Option(
         help="YAML base recipe for every cell (options override it).")] = None,
     preset: Annotated[str | None, typer.Option(
-        help="A tested recipe for every cell (recommended, fpn-lus); options override it.")]
+        help="A tested recipe for every cell (recommended, realtime, fpn-lus); options "
+             "override it.")]
     = None,
     references: Annotated[list[str] | None, typer.Option(
         help="Confidence levels the Dice is measured against (default: any,0.6).")] = None,
