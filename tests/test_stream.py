@@ -57,6 +57,13 @@ def test_predict_video_16_bits(video, predictor, tmp_path):
     with pytest.raises(ValueError, match="8 or 16 bits"):
         predict_video(predictor, video, tmp_path / "x", prob_bits=12)
     assert not (tmp_path / "x").exists()
+    # a chunk in another dtype is refused, not misread
+    first = tmp_path / "clip" / meta["chunks"][0]
+    with np.load(first) as z:
+        stored, index = z["prob"], z["index"]
+    np.savez(first, prob=stored.astype(np.float32), index=index)
+    with pytest.raises(MediaError, match="stored as float32"):
+        read_probs(tmp_path / "clip")
 
 
 def test_frames_at_the_model_size_are_not_resized(tmp_path, predictor):

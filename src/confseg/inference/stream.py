@@ -6,9 +6,11 @@ the pace and memory stays flat in video length. Probabilities are written per ba
 ``.npz`` chunks at the model-canvas resolution with the aspect ratio kept, as integers under
 fast deflate (level 1): 8 bits by default (``round(p * 255)``, a step of 0.004) or 16 bits
 (``round(p * 65535)``, a step of 1.5e-5) with ``prob_bits=16``. The writer runs on cores the
-model needs: per 256-px two-class frame 16 bits cost 0.8-4 ms and 8 bits 0.3-0.6 ms, and the
-files are 4-15 times smaller (benchmarks/prob_writer.py; the more model noise, the larger the
-gap). :func:`read_probs` reads a folder of either back as float32.
+model needs: per 256-px two-class frame 16 bits took 3.4-5.5 ms and 8 bits 1.5-1.9 ms in one
+run, for files 4-15 times smaller (benchmarks/prob_writer.py; the noisier the model, the larger
+the gap), and with a network that costs nothing the whole pipeline ran at about 3 times the
+frames/s (benchmarks/video_fps.py, docs/results.md). :func:`read_probs` reads a folder of
+either back as float32.
 
 ::
 
