@@ -30,6 +30,7 @@ Threads: ``--threads`` (default 2) is given to torch, onnxruntime and OpenVINO a
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -232,8 +233,6 @@ def main() -> None:
     overlay = pipeline(eager, clip, work / "out-overlay", batch_size=args.batch_size,
                        overlay=True, prob_bits=args.prob_bits)
     log("pipeline alone: a stand-in network that costs nothing")
-    import copy
-
     stand_in = copy.copy(eager)
     stand_in.model = FixedLogits(len(eager.classes), eager.size).eval()
     alone_pipeline = pipeline(stand_in, clip, work / "out-alone", batch_size=args.batch_size,

@@ -20,30 +20,29 @@ from confseg.targets import Strategy, parse_strategy
 
 #: Validation metrics that can select the best checkpoint: name -> mode.
 MONITORS = {"val/loss": "min", "val/dice": "max", "val/soft_dice": "max"}
+# MONAI BasicUNet, every non-test patient trained on, last epoch kept, AdamW at a constant lr,
+# ultrasound augmentation, equal BCE and Dice. On QUBIQ it ties a plain MONAI script on QUBIQ
+# score and Dice@0.5, beats it on soft Dice (+0.010) and nearly matches its ECE (+0.002; the
+# cosine schedule made it +0.023), in less training time with bf16 (docs/results.md)
+_RECOMMENDED: dict[str, Any] = {
+    "model": "basicunet", "val": "none", "lr": 1e-3, "weight_decay": 1e-4,
+    "schedule": "constant", "augment": 1.0, "epochs": 100, "patience": 0, "batch_size": 8,
+    "pos_weight_bce": 1.0, "dice_weight": 1.0}
 #: Named, tested recipes (``confseg train --preset NAME``): TrainConfig values that an explicit
 #: option overrides. ``auto`` (see :mod:`confseg.training.plan`) starts from ``recommended``
 #: and sizes it to the dataset and an optional time budget. The measurements behind them are
 #: in docs/results.md.
 PRESETS: dict[str, dict[str, Any]] = {
-    # MONAI BasicUNet, every non-test patient trained on, last epoch kept, AdamW at a
-    # constant lr, ultrasound augmentation, equal BCE and Dice. On QUBIQ it ties a plain MONAI
-    # script on QUBIQ score and Dice@0.5, beats it on soft Dice (+0.010) and nearly matches its
-    # ECE (+0.002; the cosine schedule made it +0.023), in less training time with bf16
-    # (docs/results.md)
-    "recommended": {"model": "basicunet", "val": "none", "lr": 1e-3, "weight_decay": 1e-4,
-                    "schedule": "constant", "augment": 1.0, "epochs": 100, "patience": 0,
-                    "batch_size": 8, "pos_weight_bce": 1.0, "dice_weight": 1.0},
+    "recommended": _RECOMMENDED,
     # the recommended recipe on a light network for real-time video on a CPU: MONAI
     # FlexibleUNet on EfficientNet-B0 with a small decoder, 1.7 GFLOPs per 256-px frame
-    # against BasicUNet's 9.9. On lus-cs541 (leave-one-subject-out, 24 epochs) it matched
-    # BasicUNet's Dice (pleural line 0.698 against 0.701, rib shadow 0.739 against 0.741)
-    # and ran at 42.6 frames/s end to end in fp32 on 2 AVX2 cores (docs/results.md). It needs
-    # more epochs than BasicUNet: at 12 it was not yet confident on two of four subjects.
-    "realtime": {"model": "flexunet-efficientnet-b0",
-                 "model_options": {"decoder_channels": [64, 32, 24, 16, 8]}, "val": "none",
-                 "lr": 1e-3, "weight_decay": 1e-4, "schedule": "constant", "augment": 1.0,
-                 "epochs": 100, "patience": 0, "batch_size": 8, "pos_weight_bce": 1.0,
-                 "dice_weight": 1.0},
+    # against BasicUNet's 9.9. On lus-cs541 (leave-one-subject-out, 24 epochs) its Dice was
+    # BasicUNet's (pleural line 0.698 against 0.701 at 12 epochs, measured on another CPU;
+    # within 0.05 on the two subjects re-run side by side) and it ran at 42.6 frames/s end to
+    # end in fp32 on 2 AVX2 cores (docs/results.md). At 12 epochs it was not yet confident on
+    # two of four subjects.
+    "realtime": {**_RECOMMENDED, "model": "flexunet-efficientnet-b0",
+                 "model_options": {"decoder_channels": [64, 32, 24, 16, 8]}},
     # the reference architecture of confidence-aware LUS segmentation
     "fpn-lus": {"model": "fpn-resnet34", "val": "next-fold", "lr": 1e-3, "weight_decay": 1e-4,
                 "augment": 1.0, "epochs": 50, "patience": 10, "batch_size": 8},

@@ -410,8 +410,11 @@ def predict(
     set_threads(threads)
     videos = images if live else [p for p in images if is_video(p)]
     if videos:
-        if prob_bits not in (8, 16):
-            raise ConfsegError(f"--prob-bits {prob_bits}: give 8 or 16")
+        from confseg.inference.stream import PROB_BITS
+
+        if prob_bits not in PROB_BITS:
+            raise ConfsegError(f"--prob-bits {prob_bits}: give "
+                               f"{' or '.join(map(str, PROB_BITS))}")
         if len(videos) != len(images):
             raise ConfsegError("give either images or videos, not both, in one call")
         _predict_videos(run, videos, out, every=every, max_frames=max_frames,

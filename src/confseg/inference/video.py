@@ -166,6 +166,6 @@ def _run(model: Predictor, box: Letterbox, batch: list[tuple[int, np.ndarray]],
     if full_size or (grey and not resized):
         images = frames  # the frame is what the model saw
     else:  # the letterboxed frame at the model's scale, as uint8 grey
-        images = list((x.mean(1).clamp_(0, 1).mul_(255).round_().to(torch.uint8)).numpy())
+        images = list(x.mean(1).clamp_(0, 1).mul_(255).round_().to(torch.uint8).numpy())
     for j, (i, _) in enumerate(batch):
         yield SegmentedFrame(i, images[j], prob[j])
