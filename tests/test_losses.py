@@ -157,3 +157,40 @@ def test_bad_shapes_and_options() -> None:
         SoftBCEDiceLoss()(logits, target, torch.ones(2, 1, 2, 2))
     with pytest.raises(ValueError, match=">= 0"):
         SoftBCEDiceLoss(smooth=-1.0)
+
+
+def test_semimetric_dice_hand_computed_and_equal_on_hard_targets() -> None:
+    soft = t4([0.6, 0.6, 0, 0])
+    got = SoftBCEDiceLoss(smooth=0.0, dice="semimetric").components(t4(LOGITS), soft)["dice"]
+    # |p - t| = 0.1, 0.15, 0.25, 0.75: I = (2.25 + 1.2 - 1.25) / 2 = 1.1; 1 - 2.2 / 3.45
+    assert got.item() == pytest.approx(1 - 2.2 / 3.45, rel=1e-6)
+    hard, w = t4([1, 1, 0, 0]), t4([1, 0, 1, 1])
+    logits = t4(LOGITS, requires_grad=True)
+    prod = SoftBCEDiceLoss(dice="product")(logits, hard, w)
+    (g_prod,) = torch.autograd.grad(prod, logits)
+    semi = SoftBCEDiceLoss(dice="semimetric")(logits, hard, w)
+    (g_semi,) = torch.autograd.grad(semi, logits)
+    assert semi.item() == pytest.approx(prod.item(), rel=1e-6)
+    assert torch.allclose(g_semi, g_prod, atol=1e-7)
+
+
+def test_semimetric_dice_is_smallest_at_the_soft_target() -> None:
+    """The product form prefers a sharpened prediction to the target itself; semimetric not."""
+    target = t4([0.3, 0.6, 0.9, 0.1])
+    at_target = torch.logit(target)
+    sharper = at_target * 3
+
+    def dice(form: str, logits: torch.Tensor) -> float:
+        return SoftBCEDiceLoss(smooth=0.0, dice=form).components(logits, target)["dice"].item()
+
+    assert dice("semimetric", at_target) == pytest.approx(0.0, abs=1e-6)
+    assert dice("semimetric", sharper) > 0.01
+    assert dice("product", sharper) < dice("product", at_target)
+
+
+def test_dice_forms_match_the_config() -> None:
+    from confseg import config, losses
+
+    assert config.DICE_FORMS == losses.DICE_FORMS
+    with pytest.raises(ValueError, match="semimetric"):
+        SoftBCEDiceLoss(dice="jaccard")

@@ -48,6 +48,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "augment": 1.0, "epochs": 50, "patience": 10, "batch_size": 8},
 }
 
+#: Dice intersection forms (``TrainConfig.dice_form``); the same as
+#: ``confseg.losses.DICE_FORMS``, repeated so that the config loads without torch (a test checks).
+DICE_FORMS = ("product", "semimetric")
 #: Learning-rate schedules (``TrainConfig.schedule``).
 SCHEDULES = ("cosine", "constant")
 #: Lightning accelerators confseg accepts.
@@ -95,6 +98,9 @@ class TrainConfig:
         limit_train_batches: Fraction or count of training batches per epoch (for quick runs).
         pos_weight_bce: Loss weight of the BCE term.
         dice_weight: Loss weight of the Dice term.
+        dice_form: Intersection form of the Dice term: ``product`` (the usual soft Dice) or
+            ``semimetric`` (zero loss exactly at the soft target; same as ``product`` on hard
+            targets). See :class:`confseg.losses.SoftBCEDiceLoss`.
         extra: Free-form notes kept with the config (``--preset`` records its name and, for
             ``auto``, the plan it made).
     """
@@ -128,6 +134,7 @@ class TrainConfig:
     limit_train_batches: float | int = 1.0
     pos_weight_bce: float = 1.0
     dice_weight: float = 1.0
+    dice_form: str = "product"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -142,6 +149,9 @@ class TrainConfig:
             raise ConfigError(f"lr={self.lr}; must be > 0")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule={self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.dice_form not in DICE_FORMS:
+            raise ConfigError(f"dice_form={self.dice_form!r}; choose one of "
+                              f"{', '.join(DICE_FORMS)}")
         if self.fold < 0:
             raise ConfigError(f"fold={self.fold}; folds are numbered from 0")
         try:

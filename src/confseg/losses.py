@@ -6,6 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: Intersection forms of the soft Dice term (:class:`SoftBCEDiceLoss` ``dice``).
+DICE_FORMS = ("product", "semimetric")
+
 
 class SoftBCEDiceLoss(nn.Module):
     r"""Weighted binary cross-entropy plus weighted soft Dice on soft multi-label targets.
@@ -24,6 +27,13 @@ class SoftBCEDiceLoss(nn.Module):
       sums also run over the batch, giving one ``d_k`` per class.
     * ``loss = bce_weight·bce + dice_weight·dice``.
 
+    The intersection ``Σ w p t`` (``dice="product"``, the usual soft Dice) is not smallest at
+    ``p = t`` when ``t`` is soft: it rewards pushing ``p`` to 1 wherever ``t`` is above about
+    half and to 0 elsewhere, so it sharpens probabilities that should follow a rater fraction.
+    ``dice="semimetric"`` uses ``(Σ w p + Σ w t - Σ w |p - t|) / 2`` instead (the Dice
+    semimetric loss of Wang & Blaschko, 2023; MONAI's ``DiceLoss(soft_label=True)``): the same
+    value and gradient as ``product`` for hard targets, and zero loss exactly at ``p = t``.
+
     Zero-weight pixels contribute nothing and receive exactly zero gradient; their targets are
     replaced by 0 first, so they may hold anything (even NaN). A fully ignored batch gives
     ``loss = 0`` with zero (finite) gradients.
@@ -37,6 +47,7 @@ class SoftBCEDiceLoss(nn.Module):
         dice_weight: factor on the Dice term.
         smooth: ``s`` in the Dice formula, >= 0.
         batch_dice: pool Dice sums over the batch (nnU-Net's batch Dice) instead of per image.
+        dice: intersection form, ``product`` or ``semimetric`` (see above).
     """
 
     def __init__(
@@ -46,6 +57,7 @@ class SoftBCEDiceLoss(nn.Module):
         dice_weight: float = 1.0,
         smooth: float = 1.0,
         batch_dice: bool = False,
+        dice: str = "product",
     ) -> None:
         super().__init__()
         if bce_weight < 0 or dice_weight < 0 or smooth < 0:
@@ -57,12 +69,15 @@ class SoftBCEDiceLoss(nn.Module):
         self.dice_weight = float(dice_weight)
         self.smooth = float(smooth)
         self.batch_dice = bool(batch_dice)
+        if dice not in DICE_FORMS:
+            raise ValueError(f"dice={dice!r}; choose one of {', '.join(DICE_FORMS)}")
+        self.dice = dice
 
     def extra_repr(self) -> str:
         """Show the configuration in ``repr(loss)``."""
         return (
             f"bce_weight={self.bce_weight}, dice_weight={self.dice_weight}, "
-            f"smooth={self.smooth}, batch_dice={self.batch_dice}"
+            f"smooth={self.smooth}, batch_dice={self.batch_dice}, dice={self.dice!r}"
         )
 
     def components(
@@ -104,9 +119,12 @@ class SoftBCEDiceLoss(nn.Module):
 
         p = torch.sigmoid(z)
         dims = (0, *range(2, z.ndim)) if self.batch_dice else tuple(range(2, z.ndim))
-        inter = (w * p * t).sum(dims)
         p_sum = (w * p).sum(dims)
         t_sum = (w * t).sum(dims)
+        if self.dice == "semimetric":
+            inter = (p_sum + t_sum - (w * (p - t).abs()).sum(dims)) / 2
+        else:
+            inter = (w * p * t).sum(dims)
         valid = w.sum(dims) > 0
         num = torch.where(valid, 2 * inter + self.smooth, torch.ones_like(inter))
         den = torch.where(valid, p_sum + t_sum + self.smooth, torch.ones_like(inter))

@@ -41,7 +41,8 @@ class SegmentationModule(pl.LightningModule):
                                   classes=len(classes), encoder_weights=self.cfg.encoder_weights,
                                   size=self.cfg.size, **self.cfg.model_options)
         self.loss = SoftBCEDiceLoss(bce_weight=self.cfg.pos_weight_bce,
-                                    dice_weight=self.cfg.dice_weight)
+                                    dice_weight=self.cfg.dice_weight,
+                                    dice=self.cfg.dice_form)
         # torchmetrics objects: their sums reduce across DDP ranks before Lightning logs them
         self.val_dice = PooledDice(soft=False)
         self.val_soft_dice = PooledDice(soft=True)
