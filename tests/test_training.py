@@ -383,3 +383,46 @@ def test_schedule_option() -> None:
         assert isinstance(got, dict) == has_scheduler
         if has_scheduler:
             assert got["lr_scheduler"]["scheduler"].T_max == 4
+
+
+def test_swa_averages_the_final_epochs_into_best_and_resumes(data, tmp_path):
+    import pytorch_lightning as pl
+
+    from confseg.models.spec import load_checkpoint
+    from confseg.training.averaging import first_averaged_epoch
+
+    class Record(pl.Callback):
+        def __init__(self) -> None:
+            self.seen: list[dict[str, torch.Tensor]] = []
+
+        def on_train_epoch_end(self, trainer, module):
+            self.seen.append({k: v.detach().clone() for k, v in module.state_dict().items()})
+
+    class Stop(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 3:
+                raise RuntimeError("stopped for the test")
+
+    assert [first_averaged_epoch(4, f) for f in (0.01, 0.25, 0.5, 0.99)] == [3, 3, 2, 0]
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "full"), epochs=4, val="none", swa=0.5,
+                      precision="32-true", **FAST)
+    rec = Record()
+    run = RunFolder(train(cfg, quiet=True, callbacks=[rec]))
+    best = load_checkpoint(run.checkpoint("best"))["state_dict"]
+    last = load_checkpoint(run.checkpoint("last"))
+    floats = [k for k, v in best.items() if v.is_floating_point()]
+    assert floats and best.keys() == rec.seen[3].keys()
+    for k in floats:  # epochs 2 and 3 averaged; the current weights kept beside for --resume
+        torch.testing.assert_close(best[k], (rec.seen[2][k] + rec.seen[3][k]) / 2)
+        assert torch.equal(last["current_model_state"][k], rec.seen[3][k])
+    assert not torch.equal(best[floats[0]], rec.seen[3][floats[0]])
+    # stopped with one epoch in the average, resumed: the same average
+    cut = cfg.replace(out=str(tmp_path / "cut"))
+    with pytest.raises(RuntimeError, match="stopped for the test"):
+        train(cut, quiet=True, callbacks=[Stop()])
+    resume(cut.out, quiet=True)
+    again = load_checkpoint(RunFolder(cut.out).checkpoint("best"))["state_dict"]
+    for k in floats:
+        torch.testing.assert_close(again[k], best[k])
+    with pytest.raises(ConfigError, match="swa=1"):
+        TrainConfig(data="d", out="o", swa=1)

@@ -101,6 +101,8 @@ class TrainConfig:
         dice_form: Intersection form of the Dice term: ``product`` (the usual soft Dice) or
             ``semimetric`` (zero loss exactly at the soft target; same as ``product`` on hard
             targets). See :class:`confseg.losses.SoftBCEDiceLoss`.
+        swa: Fraction of the final epochs whose end-of-epoch weights are averaged (stochastic
+            weight averaging at the run's learning rate) into the model that is kept; 0 = off.
         extra: Free-form notes kept with the config (``--preset`` records its name and, for
             ``auto``, the plan it made).
     """
@@ -135,6 +137,7 @@ class TrainConfig:
     pos_weight_bce: float = 1.0
     dice_weight: float = 1.0
     dice_form: str = "product"
+    swa: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -152,6 +155,8 @@ class TrainConfig:
         if self.dice_form not in DICE_FORMS:
             raise ConfigError(f"dice_form={self.dice_form!r}; choose one of "
                               f"{', '.join(DICE_FORMS)}")
+        if not 0 <= self.swa < 1:
+            raise ConfigError(f"swa={self.swa}; give a fraction of the epochs in [0, 1)")
         if self.fold < 0:
             raise ConfigError(f"fold={self.fold}; folds are numbered from 0")
         try:

@@ -13,6 +13,7 @@ from confseg.config import TrainConfig
 from confseg.losses import SoftBCEDiceLoss
 from confseg.models import create_model
 from confseg.models.spec import SPEC_KEY, ModelSpec
+from confseg.training.averaging import FinalEpochsAverage
 from confseg.training.valmetrics import PooledDice
 
 
@@ -101,6 +102,11 @@ class SegmentationModule(pl.LightningModule):
             "python": random.getstate(),
         }
         checkpoint[SPEC_KEY] = self.spec.to_dict()
+        if "callbacks" not in checkpoint:  # weights only (best.ckpt): the average, if any
+            for cb in getattr(self._trainer, "callbacks", None) or ():
+                state = cb.averaged_state_dict() if isinstance(cb, FinalEpochsAverage) else None
+                if state is not None:
+                    checkpoint["state_dict"] = state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
         rng = checkpoint.get("confseg_rng")

@@ -29,6 +29,7 @@ from confseg.config import MONITORS, TrainConfig
 from confseg.errors import ConfigError, Interrupted, RunError
 from confseg.models.spec import ModelSpec, load_checkpoint
 from confseg.runs import FAILED, FINISHED, INTERRUPTED, RUNNING, TRAINED, RunFolder
+from confseg.training.averaging import FinalEpochsAverage, first_averaged_epoch
 from confseg.training.csvlog import merge_metrics, stash_metrics
 from confseg.training.datamodule import SegmentationDataModule
 from confseg.training.module import SegmentationModule
@@ -108,6 +109,8 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, *, quiet: bool = False,
     ]
     if cfg.patience > 0 and monitor is not None:
         cbs.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience))
+    if cfg.swa > 0:
+        cbs.append(FinalEpochsAverage(start_epoch=first_averaged_epoch(cfg.epochs, cfg.swa)))
     cbs.extend(callbacks)
     devices = cfg.devices
     strategy = "auto"
