@@ -56,7 +56,8 @@ def test_augmentation_is_a_function_of_seed_epoch_index(ds):
 
 def test_augmentation_keeps_levels_and_alignment(ds):
     aug = ultrasound_augment(label_keys=("conf", "valid", "raters"))
-    sd = SegmentationDataset(ds, size=48, strategy="soft", transform=aug)
+    sd = SegmentationDataset(ds, size=48, strategy="rater", transform=aug)
+    assert "raters" not in SegmentationDataset(ds, size=48, strategy="soft")[0]  # unused: unread
     for i in range(len(sd)):
         s = sd[i]
         assert set(np.unique(np.round(s["conf"].numpy() * 100)).tolist()) <= {

@@ -66,7 +66,8 @@ def ultrasound_augment(*, image_key: str = "image",
 
     Args:
         image_key: Key of the ``(C, H, W)`` image in [0, 1].
-        label_keys: Keys resampled with nearest-neighbour alongside the image.
+        label_keys: Keys resampled with nearest-neighbour alongside the image (a key a sample
+            lacks is skipped).
         strength: Scales rotation/scale/intensity ranges (0 disables geometry jitter).
     """
     keys = [image_key, *label_keys]
@@ -76,8 +77,8 @@ def ultrasound_augment(*, image_key: str = "image",
         RandAffined(keys=keys, prob=0.7, rotate_range=0.17 * strength,  # ~10 degrees
                     scale_range=(0.1 * strength, 0.1 * strength),
                     translate_range=(8 * strength, 8 * strength),
-                    mode=modes, padding_mode=pads),
-        RandFlipd(keys=keys, prob=0.5, spatial_axis=1),  # horizontal only
+                    mode=modes, padding_mode=pads, allow_missing_keys=True),
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=1, allow_missing_keys=True),  # horizontal
         RandAdjustContrastd(keys=[image_key], prob=0.3,
                             gamma=(1 - 0.3 * strength, 1 + 0.5 * strength)),
         RandScaleIntensityd(keys=[image_key], factors=0.15 * strength, prob=0.3),

@@ -67,7 +67,8 @@ class SegmentationDataModule(pl.LightningDataModule):
                                  "use fewer folds or more patients")
         # strategy.needs_raters and named raters, checked before any sample is built
         check_strategy_fits(strategy, self.ds, [it for its in self.items.values() for it in its])
-        label_keys = ["conf", "valid"] + (["raters"] if self.ds.raters() else [])
+        label_keys = ["conf", "valid"] + (["raters"] if self.ds.raters() and
+                                          strategy.needs_raters else [])
         aug = (ultrasound_augment(label_keys=label_keys, strength=cfg.augment)
                if cfg.augment > 0 else None)
         common = {"size": cfg.size, "channels": cfg.channels, "strategy": strategy}
