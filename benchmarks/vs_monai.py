@@ -134,9 +134,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="reuse the plain MONAI folds already trained in --work with the same "
                          "recipe (the plain side is deterministic); its times are the stored ones")
     args = ap.parse_args(argv)
-    # the recommended preset's schedule unless --set says otherwise; KEY=VALUE is the same
-    # rule as `confseg train --set`
-    overrides = {"schedule": PRESETS["recommended"]["schedule"], **parse_sets(args.set)}
+    # the rest of the recommended preset (schedule, loss form, weight averaging, ...) unless
+    # --set says otherwise; KEY=VALUE is the same rule as `confseg train --set`
+    explicit = {"model", "val", "lr", "augment", "epochs", "batch_size", "patience"}
+    overrides = {k: v for k, v in PRESETS["recommended"].items() if k not in explicit}
+    overrides |= parse_sets(args.set)
     t_start = time.perf_counter()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
