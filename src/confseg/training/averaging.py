@@ -10,7 +10,7 @@ the model when training ends. Three things are added here:
   training and checkpoints then use the current weights (Lightning would use the initial
   ones);
 * the weights-only ``best.ckpt`` (what evaluate, predict and export read) gets the average
-  too, through :meth:`ConfsegModule.on_save_checkpoint`, so that it holds what validation
+  too, through ``SegmentationModule.on_save_checkpoint``, so that it holds what validation
   measured;
 * a checkpoint written before averaging began resumes without a warning.
 """
