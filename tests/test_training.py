@@ -342,6 +342,7 @@ def test_preset_auto_plans_from_fingerprint_and_budget(data, tmp_path, capsys):
     o = plan["overrides"]
     assert o["size"] == 64 and o["model"] == "basicunet" and plan["step_seconds"] > 0
     assert o["schedule"] == "constant"  # the recommended recipe: no cosine annealing
+    assert o["dice_form"] == "semimetric"  # ... and a Dice that does not sharpen soft targets
     # the budget bounds the planned epochs: epochs x estimated epoch time <= 90 % of it
     assert o["epochs"] * plan["epoch_seconds_estimate"] <= 0.9 * 7200 or o["epochs"] == 300
     with pytest.raises(ConfigError, match="--budget 1s: an epoch takes about"):
@@ -400,22 +401,22 @@ def test_swa_averages_the_final_epochs_into_best_and_resumes(data, tmp_path):
 
     class Stop(pl.Callback):
         def on_train_epoch_start(self, trainer, module):
-            if trainer.current_epoch == 3:
+            if trainer.current_epoch == 2:
                 raise RuntimeError("stopped for the test")
 
     assert [first_averaged_epoch(4, f) for f in (0.01, 0.25, 0.5, 0.99)] == [3, 3, 2, 0]
-    cfg = TrainConfig(data=str(data), out=str(tmp_path / "full"), epochs=4, val="none", swa=0.5,
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "full"), epochs=3, val="none", swa=0.6,
                       precision="32-true", **FAST)
     rec = Record()
     run = RunFolder(train(cfg, quiet=True, callbacks=[rec]))
     best = load_checkpoint(run.checkpoint("best"))["state_dict"]
     last = load_checkpoint(run.checkpoint("last"))
     floats = [k for k, v in best.items() if v.is_floating_point()]
-    assert floats and best.keys() == rec.seen[3].keys()
-    for k in floats:  # epochs 2 and 3 averaged; the current weights kept beside for --resume
-        torch.testing.assert_close(best[k], (rec.seen[2][k] + rec.seen[3][k]) / 2)
-        assert torch.equal(last["current_model_state"][k], rec.seen[3][k])
-    assert not torch.equal(best[floats[0]], rec.seen[3][floats[0]])
+    assert floats and best.keys() == rec.seen[2].keys()
+    for k in floats:  # epochs 1 and 2 averaged; the current weights kept beside for --resume
+        torch.testing.assert_close(best[k], (rec.seen[1][k] + rec.seen[2][k]) / 2)
+        assert torch.equal(last["current_model_state"][k], rec.seen[2][k])
+    assert not torch.equal(best[floats[0]], rec.seen[2][floats[0]])
     # stopped with one epoch in the average, resumed: the same average
     cut = cfg.replace(out=str(tmp_path / "cut"))
     with pytest.raises(RuntimeError, match="stopped for the test"):

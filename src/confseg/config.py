@@ -20,14 +20,16 @@ from confseg.targets import Strategy, parse_strategy
 
 #: Validation metrics that can select the best checkpoint: name -> mode.
 MONITORS = {"val/loss": "min", "val/dice": "max", "val/soft_dice": "max"}
-# MONAI BasicUNet, every non-test patient trained on, last epoch kept, AdamW at a constant lr,
-# ultrasound augmentation, equal BCE and Dice. On QUBIQ it ties a plain MONAI script on QUBIQ
-# score and Dice@0.5, beats it on soft Dice (+0.010) and nearly matches its ECE (+0.002; the
-# cosine schedule made it +0.023), in less training time with bf16 (docs/results.md)
+# MONAI BasicUNet, every non-test patient trained on, last epoch kept, AdamW at a constant lr
+# (the cosine schedule made ECE +0.023 worse), ultrasound augmentation, equal BCE and a soft
+# Dice whose minimum is the soft target (semimetric). On QUBIQ, fp32, it ties a plain MONAI
+# script on QUBIQ score and Dice@0.5 (+0.002, +0.003) with a lower ECE (-0.0009); with bf16 on
+# an AMX CPU it trained in 0.84x the time, in fp32 on an AVX2 CPU in 1.04-1.13x
+# (docs/results.md)
 _RECOMMENDED: dict[str, Any] = {
     "model": "basicunet", "val": "none", "lr": 1e-3, "weight_decay": 1e-4,
     "schedule": "constant", "augment": 1.0, "epochs": 100, "patience": 0, "batch_size": 8,
-    "pos_weight_bce": 1.0, "dice_weight": 1.0}
+    "pos_weight_bce": 1.0, "dice_weight": 1.0, "dice_form": "semimetric"}
 #: Named, tested recipes (``confseg train --preset NAME``): TrainConfig values that an explicit
 #: option overrides. ``auto`` (see :mod:`confseg.training.plan`) starts from ``recommended``
 #: and sizes it to the dataset and an optional time budget. The measurements behind them are
