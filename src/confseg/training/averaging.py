@@ -40,6 +40,7 @@ class FinalEpochsAverage(WeightAveraging):
     def __init__(self, *, start_epoch: int) -> None:
         super().__init__(use_buffers=True)
         self.start_epoch = int(start_epoch)
+        self._swapped = False  # the average is in the model during this validation
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         """Update once per epoch, from :attr:`start_epoch` on."""
@@ -56,7 +57,7 @@ class FinalEpochsAverage(WeightAveraging):
         if not self.n_averaged:
             return None
         assert self._average_model is not None
-        return {k: v.detach().clone() for k, v in self._average_model.module.state_dict().items()}
+        return dict(self._average_model.module.state_dict())
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Leave the average in the model, if there is one."""
@@ -71,7 +72,7 @@ class FinalEpochsAverage(WeightAveraging):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Put the current weights back."""
-        if getattr(self, "_swapped", False):
+        if self._swapped:
             self._swap_models(pl_module)
             self._swapped = False
 

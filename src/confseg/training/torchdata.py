@@ -97,7 +97,8 @@ class SegmentationDataset(TorchDataset):
             "conf": _u8(box.apply(torch.from_numpy(conf) * 100, mode="nearest")),
             "valid": _u8(box.apply(torch.from_numpy(valid), mode="nearest") * box.valid()),
         }
-        present = [r for r in self.rater_names if r in it.raters]
+        # rater maps are read only for a strategy that uses them (or none): not read, not cached
+        present = [r for r in self.rater_names if r in it.raters] if self.serves_raters else []
         if present:
             rat = np.stack([
                 np.stack([self.ds.read_rater(it, r, c, (h, w)) for c in self.ds.classes])
@@ -119,7 +120,7 @@ class SegmentationDataset(TorchDataset):
             "valid": rec["valid"].float(),
         }
         nk = len(self.ds.classes)
-        if "raters" in rec and self.serves_raters:
+        if "raters" in rec:
             sample["raters"] = rec["raters"].reshape(-1, self.size, self.size).float() / 100.0
         sample_seed = (self.seed * 1_000_003 + self.epoch * 100_003 + index) % (2**32)
         if self.transform is not None:
@@ -140,8 +141,7 @@ class SegmentationDataset(TorchDataset):
                  rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """The strategy's target and weight; it sees only the raters who annotated ``it``."""
         assert self.strategy is not None
-        present = ([i for i, ok in enumerate(rec.get("rater_present", [])) if ok]
-                   if self.serves_raters else [])
+        present = [i for i, ok in enumerate(rec.get("rater_present", [])) if ok]
         raters = sample["raters"].numpy()[present] if present else None
         try:
             t, w = self.strategy.apply(sample["conf"].numpy(), raters=raters,
