@@ -86,8 +86,8 @@ def _fixed_threads(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 
-def random_predictor(classes=("a", "b"), size: int = 64):
-    """A Predictor around a seeded, untrained unet-resnet18 (no training needed)."""
+def random_predictor(classes=("a", "b"), size: int = 64, model: str = "unet-resnet18"):
+    """A Predictor around a seeded, untrained network (no training needed)."""
     import torch
 
     from confseg.inference import Predictor
@@ -95,8 +95,8 @@ def random_predictor(classes=("a", "b"), size: int = 64):
     from confseg.models.spec import ModelSpec
 
     torch.manual_seed(0)
-    spec = ModelSpec(name="unet-resnet18", in_channels=1, class_names=tuple(classes), size=size)
-    return Predictor(create_model("unet-resnet18", in_channels=1, classes=len(classes)), spec)
+    spec = ModelSpec(name=model, in_channels=1, class_names=tuple(classes), size=size)
+    return Predictor(create_model(model, in_channels=1, classes=len(classes), size=size), spec)
 
 
 def write_clip(path: Path, *, frames: int, shape=(90, 120), start: float = 60.0,

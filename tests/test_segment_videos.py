@@ -188,7 +188,7 @@ def test_demo_downstream_runs_end_to_end_on_a_tiny_study(syn, tmp_path, capsys):
                                  str(tmp_path / "d0")]) == 2
     assert "run `make demo` first" in " ".join(capsys.readouterr().err.split())
     spec = StudySpec(data=str(syn), strategies=("threshold:0", "soft"), k=2, seeds=1,
-                     base={"model": "unet-resnet18", "size": 32, "batch_size": 4, "epochs": 1,
+                     base={"model": "segresnet", "size": 32, "batch_size": 4, "epochs": 1,
                            "patience": 0, "val": "none", "precision": "32-true"}, n_boot=20)
     run_study(spec, tmp_path / "study", jobs=2, threads=1, quiet=True, examples=0)
     out = tmp_path / "down"

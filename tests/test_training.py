@@ -57,7 +57,8 @@ KILLER = textwrap.dedent("""
     import torch
     torch.set_num_threads(int(sys.argv[3]))  # the parent's count: same kernels, same bits
     cfg = TrainConfig(data=sys.argv[1], out=sys.argv[2], epochs=4, model="fpn-resnet18",
-                      size=64, batch_size=1, k=3, patience=0, precision="32-true")
+                      size=64, batch_size=1, k=3, patience=0, precision="32-true",
+                      checkpoint_every=3600)
     train(cfg, quiet=True, callbacks=[Kill()])
 """)
 
@@ -76,7 +77,9 @@ def test_resume_after_sigkill_matches_uninterrupted(data, tmp_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert json.loads((killed / "run.json").read_text())["status"] == "running"
     ck = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ck["epoch"] == 1  # epochs 0 and 1 finished, killed inside epoch 2
+    # epochs 0 and 1 finished, killed inside epoch 2; the resume checkpoint is written after
+    # the first epoch, then not again within checkpoint_every: epoch 1 is trained again
+    assert ck["epoch"] == 0
 
     with pytest.raises(RunError, match=r"not empty .*--resume"):
         train(cfg.replace(out=str(killed)), quiet=True)
@@ -285,6 +288,36 @@ def test_best_checkpoint_is_weights_only_and_last_resumes(data, tmp_path):
     best, last = load_checkpoint(run.checkpoint("best")), load_checkpoint(run.checkpoint("last"))
     assert "optimizer_states" not in best and last["optimizer_states"]
     assert run.checkpoint("best").stat().st_size < 0.6 * run.checkpoint("last").stat().st_size
+
+@pytest.mark.parametrize(("every", "seen"), [(3600, [None, 0, 0, 0]), (0, [None, 0, 1, 2])])
+def test_resume_checkpoint_is_written_every_so_many_seconds(data, tmp_path, every, seen):
+    # what the checkpoint files hold when each epoch starts: last.ckpt after the first epoch
+    # and then not within checkpoint_every; without validation, best.ckpt only at the end
+    import pytorch_lightning as pl
+
+    from confseg.models.spec import load_checkpoint
+
+    class Peek(pl.Callback):
+        def __init__(self) -> None:
+            self.last: list[int | None] = []
+            self.best: list[bool] = []
+
+        def on_train_epoch_start(self, trainer, module):
+            ck = Path(cfg.out) / "checkpoints"
+            self.last.append(torch.load(ck / "last.ckpt", map_location="cpu", weights_only=True
+                                        )["epoch"] if (ck / "last.ckpt").exists() else None)
+            self.best.append((ck / "best.ckpt").exists())
+
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=4, val="none",
+                      checkpoint_every=every, precision="32-true", **FAST)
+    peek = Peek()
+    run = RunFolder(train(cfg, quiet=True, callbacks=[peek]))
+    assert peek.last == seen and peek.best == [False] * 4
+    for name in ("last", "best"):  # the final epoch is always written
+        assert load_checkpoint(run.checkpoint(name))["epoch"] == 3
+    with pytest.raises(ConfigError, match="checkpoint_every=-1"):
+        cfg.replace(checkpoint_every=-1)
+
 
 def test_val_none_trains_on_every_non_test_patient_and_keeps_the_last_epoch(data, tmp_path):
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=2, val="none", **FAST)

@@ -105,6 +105,10 @@ class TrainConfig:
             targets). See :class:`confseg.losses.SoftBCEDiceLoss`.
         swa: Fraction of the final epochs whose end-of-epoch weights are averaged (stochastic
             weight averaging at the run's learning rate) into the model that is kept; 0 = off.
+        checkpoint_every: Seconds between resume checkpoints (``last.ckpt``, weights and
+            optimizer state). One is always written after the first and the final epoch;
+            0 = after every epoch. A killed run resumes from the latest one, so this bounds
+            the training time lost; a checkpoint per epoch can cost more than a small epoch.
         extra: Free-form notes kept with the config (``--preset`` records its name and, for
             ``auto``, the plan it made).
     """
@@ -140,6 +144,7 @@ class TrainConfig:
     dice_weight: float = 1.0
     dice_form: str = "product"
     swa: float = 0.0
+    checkpoint_every: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -159,6 +164,9 @@ class TrainConfig:
                               f"{', '.join(DICE_FORMS)}")
         if not 0 <= self.swa < 1:
             raise ConfigError(f"swa={self.swa}; give a fraction of the epochs in [0, 1)")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every={self.checkpoint_every}; give seconds >= 0 "
+                              "(0 = after every epoch)")
         if self.fold < 0:
             raise ConfigError(f"fold={self.fold}; folds are numbered from 0")
         try:

@@ -25,6 +25,7 @@ either back as float32.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -122,6 +123,26 @@ class _Worker:
             raise self.error
 
 
+#: Chunks between two returns of freed heap memory to the system (:func:`_malloc_trim`).
+TRIM_EVERY = 16
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """The C library's ``malloc_trim`` on glibc (None elsewhere).
+
+    Frames are allocated in the decode thread and freed in others; glibc keeps the freed
+    memory in per-thread arenas, and with a fast model the resident size grew by about 45 MB
+    per 2,000 256-px frames without bound. Trimming now and then keeps it flat.
+    """
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return None
+
+
 class _Sink:
     """Where segmented frames go: npz chunks, the overlay encoder, progress, the frame count."""
 
@@ -141,6 +162,8 @@ class _Sink:
         self.writer.put(self.chunk)
         self.chunks.append(_chunk_name(self.chunk))
         self.chunk = []
+        if len(self.chunks) % TRIM_EVERY == 0 and (trim := _malloc_trim()) is not None:
+            trim(0)
 
     def put(self, fr: SegmentedFrame) -> None:
         self.chunk.append(fr)

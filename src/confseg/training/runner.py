@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -77,11 +78,32 @@ def _quiet_lightning() -> None:
 
 
 class _LastCheckpoint(ModelCheckpoint):
-    """The latest epoch as ``last.ckpt``, with a state key of its own beside ``best``'s."""
+    """The resume checkpoint ``last.ckpt``, with a state key of its own beside ``best``'s.
+
+    Written after the first and the final epoch, and in between at most every ``every_s``
+    seconds: writing it can cost more than a small epoch.
+    """
+
+    def __init__(self, *, every_s: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._every_s = every_s
+        self._saved_at: float | None = None
 
     @property
     def state_key(self) -> str:
         return "last-" + super().state_key
+
+    def _should_skip_saving_checkpoint(self, trainer: pl.Trainer) -> bool:
+        if super()._should_skip_saving_checkpoint(trainer):
+            return True
+        final = trainer.should_stop or trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
+        due = self._saved_at is None or time.monotonic() - self._saved_at >= self._every_s
+        # every DDP rank must take rank 0's decision: saving is a collective call
+        return not trainer.strategy.broadcast(bool(final or due))
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        self._saved_at = time.monotonic()
 
 
 def build_trainer(cfg: TrainConfig, run: RunFolder, *, quiet: bool = False,
@@ -100,12 +122,15 @@ def build_trainer(cfg: TrainConfig, run: RunFolder, *, quiet: bool = False,
     monitor = cfg.monitor if cfg.has_validation else None
     # best.ckpt holds weights only (what evaluate, predict and export read); last.ckpt holds
     # the optimizer too (what --resume needs): a third of the disk of two full checkpoints.
+    # Without a monitor, best.ckpt is the final epoch's: written once, at the end.
     cbs: list[pl.Callback] = [
         ModelCheckpoint(dirpath=run.checkpoints_dir, filename="best", monitor=monitor,
                         mode=mode, save_top_k=1, save_weights_only=True,
+                        every_n_epochs=1 if monitor else cfg.epochs,
                         enable_version_counter=False, auto_insert_metric_name=False),
         _LastCheckpoint(dirpath=run.checkpoints_dir, filename="last", monitor=None, save_top_k=1,
-                        enable_version_counter=False, auto_insert_metric_name=False),
+                        every_s=cfg.checkpoint_every, enable_version_counter=False,
+                        auto_insert_metric_name=False),
     ]
     if cfg.patience > 0 and monitor is not None:
         cbs.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience))
