@@ -7,7 +7,8 @@ A run folder (written by training, evaluation and the report; read by everything
       splits.json                patients per fold
       run.json                   status (running / trained / finished / failed), versions, timings
       checkpoints/best.ckpt       the selected epoch's weights (what evaluate, predict, export read)
-      checkpoints/last.ckpt       the latest epoch with optimizer state (what --resume reads)
+      checkpoints/last.ckpt       weights and optimizer state (what --resume reads): after the
+                                 first and final epoch, at most every checkpoint_every s between
       metrics.csv                per-epoch log
       progress.png               loss and Dice curves
       summary.json               test metrics with patient-bootstrap intervals
