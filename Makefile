@@ -27,12 +27,8 @@ demo: $(STAMP)
 demo-downstream: $(STAMP)
 	$(BIN)/python -m confseg.demo_downstream --study $(DEMO_STUDY) --data $(DEMO_VIDEOS) --out $(DEMO_DOWNSTREAM)
 
-# Test files run on TEST_JOBS worker processes, one torch thread each (most tests wait on
-# subprocess start-up and disk, so two workers on two cores take about two thirds of the time
-# of one); OpenMP threads sleep instead of spinning while they wait.
-TEST_JOBS ?= 2
 test: $(STAMP)
-	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
+	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

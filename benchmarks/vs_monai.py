@@ -156,53 +156,71 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         train_p, _, test_p = splits.partition(f, val="none")
         tr = [it for it in ds.image_items() if it.patient in set(train_p)]
         te = [it for it in ds.image_items() if it.patient in set(test_p)]
-        # plain MONAI
-        cache = work / f"plain-f{f}.json"
-        key = {"epochs": args.plain_epochs, "batch_size": args.batch_size, "seed": args.seed,
-               "test": list(test_p)}
-        stored = json.loads(cache.read_text()) if cache.is_file() else {}
-        if args.reuse_plain and stored.get("key") == key:
-            log(f"fold {f}: plain MONAI reused from {cache}")
-            plain_s, fold_rows = stored["train_s"], stored["rows"]
-        else:
-            log(f"fold {f}: plain MONAI, {len(tr)} training images, {args.plain_epochs} epochs")
-            x_tr, c_tr = _arrays(ds, tr)
-            t0 = time.perf_counter()
-            net = train_plain_monai(x_tr, c_tr, epochs=args.plain_epochs,
-                                    batch_size=args.batch_size, seed=args.seed)
-            plain_s = time.perf_counter() - t0
-            x_te, c_te = _arrays(ds, te)
-            prob = predict_plain(net, x_te)
-            fold_rows = []
-            for it, p, c in zip(te, prob, c_te, strict=True):
-                for r in image_stats(p, c, classes=classes):
-                    r.update(id=it.id, patient=it.patient)
-                    fold_rows.append(public_row(r))
-            cache.write_text(json.dumps({"key": key, "train_s": plain_s, "rows": fold_rows},
-                                        default=float))
-        plain_rows += fold_rows
-        # confseg
-        log(f"fold {f}: confseg {args.model} {args.strategy} val={args.val}, {args.epochs} "
-            "epochs")
-        name = f"confseg-{args.name}-f{f}" if args.name else f"confseg-f{f}"
-        members, conf_s = [], 0.0
-        for s in range(args.seeds):  # one run per seed; more than one is averaged (ensemble)
-            cfg = TrainConfig(data=str(native), out=str(work / (name + (f"-s{s}" if s else ""))),
-                              splits=str(work / "splits.json"), model=args.model,
-                              strategy=args.strategy, fold=f, val=args.val,
-                              epochs=args.epochs, size=args.size, batch_size=args.batch_size,
-                              lr=args.lr, augment=args.augment, precision=args.precision,
-                              seed=args.seed + s, patience=0, **overrides)
-            old = RunFolder(cfg.out)
-            if (args.reuse_confseg and old.is_run() and old.status in ("trained", "finished")
-                    and old.config == cfg):
-                log(f"fold {f}: confseg run reused from {old.root}")
-                members.append(old)
-                conf_s += float(old.read_status().get("fit_seconds", 0.0))
+
+        def plain_side(f: int = f, tr: list = tr, te: list = te, test_p: tuple = test_p
+                       ) -> tuple[float, list[dict]]:
+            """The plain MONAI recipe on this fold: training seconds, test rows."""
+            cache = work / f"plain-f{f}.json"
+            key = {"epochs": args.plain_epochs, "batch_size": args.batch_size,
+                   "seed": args.seed, "test": list(test_p)}
+            stored = json.loads(cache.read_text()) if cache.is_file() else {}
+            if args.reuse_plain and stored.get("key") == key:
+                log(f"fold {f}: plain MONAI reused from {cache}")
+                plain_s, fold_rows = stored["train_s"], stored["rows"]
             else:
+                log(f"fold {f}: plain MONAI, {len(tr)} training images, "
+                    f"{args.plain_epochs} epochs")
+                x_tr, c_tr = _arrays(ds, tr)
                 t0 = time.perf_counter()
-                members.append(RunFolder(train(cfg, overwrite=True, quiet=True)))
-                conf_s += time.perf_counter() - t0
+                net = train_plain_monai(x_tr, c_tr, epochs=args.plain_epochs,
+                                        batch_size=args.batch_size, seed=args.seed)
+                plain_s = time.perf_counter() - t0
+                x_te, c_te = _arrays(ds, te)
+                prob = predict_plain(net, x_te)
+                fold_rows = []
+                for it, p, c in zip(te, prob, c_te, strict=True):
+                    for r in image_stats(p, c, classes=classes):
+                        r.update(id=it.id, patient=it.patient)
+                        fold_rows.append(public_row(r))
+                cache.write_text(json.dumps({"key": key, "train_s": plain_s, "rows": fold_rows},
+                                            default=float))
+            return plain_s, fold_rows
+
+        def confseg_side(f: int = f) -> tuple[list[RunFolder], float]:
+            """confseg's recipe on this fold: its runs (one per seed), training seconds."""
+            log(f"fold {f}: confseg {args.model} {args.strategy} val={args.val}, {args.epochs} "
+                "epochs")
+            name = f"confseg-{args.name}-f{f}" if args.name else f"confseg-f{f}"
+            members, conf_s = [], 0.0
+            for s in range(args.seeds):  # one run per seed; more than one is averaged
+                out = work / (name + (f"-s{s}" if s else ""))
+                cfg = TrainConfig(data=str(native), out=str(out),
+                                  splits=str(work / "splits.json"), model=args.model,
+                                  strategy=args.strategy, fold=f, val=args.val,
+                                  epochs=args.epochs, size=args.size, batch_size=args.batch_size,
+                                  lr=args.lr, augment=args.augment, precision=args.precision,
+                                  seed=args.seed + s, patience=0, **overrides)
+                old = RunFolder(cfg.out)
+                if (args.reuse_confseg and old.is_run() and old.status in ("trained", "finished")
+                        and old.config == cfg):
+                    log(f"fold {f}: confseg run reused from {old.root}")
+                    members.append(old)
+                    conf_s += float(old.read_status().get("fit_seconds", 0.0))
+                else:
+                    t0 = time.perf_counter()
+                    members.append(RunFolder(train(cfg, overwrite=True, quiet=True)))
+                    conf_s += time.perf_counter() - t0
+            return members, conf_s
+
+        # the two sides take turns going first, so a machine that slows down (or speeds
+        # up) over a run does not favour one of them
+        if f % 2 == 0:
+            plain_s, fold_rows = plain_side()
+            members, conf_s = confseg_side()
+        else:
+            members, conf_s = confseg_side()
+            plain_s, fold_rows = plain_side()
+        plain_rows += fold_rows
         run = members[0]
         kw: dict[str, Any] = {"quiet": True, "n_boot": 10, "examples": 0}
         if args.tta != "none" and "tta" in inspect.signature(evaluate_run).parameters:
@@ -213,6 +231,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         folds_out.append({"fold": f, "test_patients": list(test_p), "train_images": len(tr),
                           "plain_train_s": round(plain_s, 1), "confseg_train_s": round(conf_s, 1),
                           "confseg_precision": run.read_status().get("precision"),
+                          "first": "plain" if f % 2 == 0 else "confseg",
                           "tta": kw.get("tta", "none")})
         log(f"fold {f}: plain {plain_s:.0f} s, confseg {conf_s:.0f} s")
     result: dict[str, Any] = {

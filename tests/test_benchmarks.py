@@ -49,14 +49,15 @@ def test_vs_monai_smoke_prints_side_by_side_json(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "vs_monai.py"), "--data", str(data),
-         "--work", str(tmp_path / "w"), "--k", "3", "--folds", "0", "--plain-epochs", "1",
+         "--work", str(tmp_path / "w"), "--k", "3", "--folds", "1", "--plain-epochs", "1",
          "--epochs", "1", "--model", "segresnet", "--size", "32", "--batch-size", "2",
          "--n-boot", "50", "--precision", "32-true", "--seeds", "2"],
         capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["confseg"]["recipe"]["seeds"] == 2  # two runs per fold, averaged
-    assert (tmp_path / "w" / "confseg-f0-s1" / "config.yaml").is_file()
+    assert (tmp_path / "w" / "confseg-f1-s1" / "config.yaml").is_file()
+    assert out["folds"][0]["first"] == "confseg"  # odd folds train confseg's side first
     for side in ("plain", "confseg"):
         m = out[side]["metrics"]["brain"]
         assert set(m) >= {"qubiq", "ece", "dice@0.5"} and 0 <= m["qubiq"]["mean"] <= 1

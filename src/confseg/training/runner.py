@@ -93,13 +93,21 @@ class _LastCheckpoint(ModelCheckpoint):
     def state_key(self) -> str:
         return "last-" + super().state_key
 
-    def _should_skip_saving_checkpoint(self, trainer: pl.Trainer) -> bool:
-        if super()._should_skip_saving_checkpoint(trainer):
-            return True
+    def _due(self, trainer: pl.Trainer) -> bool:
         final = trainer.should_stop or trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
         due = self._saved_at is None or time.monotonic() - self._saved_at >= self._every_s
         # every DDP rank must take rank 0's decision: saving is a collective call
-        return not trainer.strategy.broadcast(bool(final or due))
+        return bool(trainer.strategy.broadcast(bool(final or due)))
+
+    # Lightning saves at the end of the epoch's training or of its validation, whichever ends
+    # the epoch; both are gated (the per-batch hook never saves without a step interval).
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._due(trainer):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._due(trainer):
+            super().on_validation_end(trainer, pl_module)
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
