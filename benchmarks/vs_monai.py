@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         # the two sides take turns going first, so a machine that slows down (or speeds
         # up) over a run does not favour one of them
-        if f % 2 == 0:
+        plain_first = f % 2 == 0
+        if plain_first:
             plain_s, fold_rows = plain_side()
             members, conf_s = confseg_side()
         else:
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         folds_out.append({"fold": f, "test_patients": list(test_p), "train_images": len(tr),
                           "plain_train_s": round(plain_s, 1), "confseg_train_s": round(conf_s, 1),
                           "confseg_precision": run.read_status().get("precision"),
-                          "first": "plain" if f % 2 == 0 else "confseg",
+                          "first": "plain" if plain_first else "confseg",
                           "tta": kw.get("tta", "none")})
         log(f"fold {f}: plain {plain_s:.0f} s, confseg {conf_s:.0f} s")
     result: dict[str, Any] = {

@@ -289,6 +289,7 @@ def test_best_checkpoint_is_weights_only_and_last_resumes(data, tmp_path):
     assert "optimizer_states" not in best and last["optimizer_states"]
     assert run.checkpoint("best").stat().st_size < 0.6 * run.checkpoint("last").stat().st_size
 
+
 @pytest.mark.parametrize(("every", "seen"), [(3600, [None, 0, 0, 0]), (0, [None, 0, 1, 2])])
 def test_resume_checkpoint_is_written_every_so_many_seconds(data, tmp_path, every, seen):
     # what the checkpoint files hold when each epoch starts: last.ckpt after the first epoch
@@ -303,10 +304,10 @@ def test_resume_checkpoint_is_written_every_so_many_seconds(data, tmp_path, ever
             self.best: list[bool] = []
 
         def on_train_epoch_start(self, trainer, module):
-            ck = Path(cfg.out) / "checkpoints"
-            self.last.append(torch.load(ck / "last.ckpt", map_location="cpu", weights_only=True
-                                        )["epoch"] if (ck / "last.ckpt").exists() else None)
-            self.best.append((ck / "best.ckpt").exists())
+            run = RunFolder(cfg.out)
+            last = run.checkpoint("last")
+            self.last.append(load_checkpoint(last)["epoch"] if last.exists() else None)
+            self.best.append(run.checkpoint("best").exists())
 
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=4, val="none",
                       checkpoint_every=every, precision="32-true", **FAST)

@@ -63,8 +63,8 @@ class RandSpeckled(Randomizable, MapTransform):
 class UntrackedCompose(Compose):
     """A Compose that runs with MONAI's metadata tracking off and returns plain tensors.
 
-    Training samples need no affine metadata or inverse: tracking it took about 40 % of a
-    128-px QUBIQ sample's augmentation time. The switch is MONAI's process-wide one, restored
+    Training samples need no affine metadata or inverse: with it a 128-px QUBIQ sample took
+    10.0 ms, without it 6.7 ms (the same sample). The switch is MONAI's process-wide one, restored
     after each call (the training loader calls it from one thread per process).
     """
 
