@@ -109,13 +109,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--folds", type=int, nargs="*", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plain-epochs", type=int, default=100)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--model", default="basicunet", help="confseg recipe: model")
+    ap.add_argument("--plain-batch-size", type=int, default=8)
+    # confseg's side is the recommended preset; these flags (and --set) change one option
+    ap.add_argument("--model", help="confseg recipe: model (default: the preset's)")
     ap.add_argument("--strategy", default="soft", help="confseg recipe: label strategy")
-    ap.add_argument("--epochs", type=int, default=100, help="confseg recipe: epochs")
-    ap.add_argument("--val", default="none", help="confseg recipe: validation mode")
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--augment", type=float, default=1.0)
+    ap.add_argument("--epochs", type=int, help="confseg recipe: epochs (default: the preset's)")
+    ap.add_argument("--batch-size", type=int,
+                    help="confseg recipe: batch size (default: the preset's)")
+    ap.add_argument("--val", help="confseg recipe: validation mode (default: the preset's)")
+    ap.add_argument("--lr", type=float, help="confseg recipe: learning rate")
+    ap.add_argument("--augment", type=float, help="confseg recipe: augmentation strength")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--tta", default="flip", help="confseg recipe: test-time augmentation")
     ap.add_argument("--size", type=int, default=128)
@@ -134,11 +137,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="reuse the plain MONAI folds already trained in --work with the same "
                          "recipe (the plain side is deterministic); its times are the stored ones")
     args = ap.parse_args(argv)
-    # the rest of the recommended preset (schedule, loss form, weight averaging, ...) unless
-    # --set says otherwise; KEY=VALUE is the same rule as `confseg train --set`
-    explicit = {"model", "val", "lr", "augment", "epochs", "batch_size", "patience"}
-    overrides = {k: v for k, v in PRESETS["recommended"].items() if k not in explicit}
-    overrides |= parse_sets(args.set)
+    # confseg's recipe: the recommended preset, then the flags given, then --set KEY=VALUE
+    # (the same rule as `confseg train --set`)
+    flags = {k: getattr(args, k) for k in ("model", "epochs", "batch_size", "val", "lr",
+                                            "augment") if getattr(args, k) is not None}
+    recipe = (PRESETS["recommended"] | {"strategy": args.strategy, "size": args.size,
+                                        "precision": args.precision, "patience": 0}
+              | flags | parse_sets(args.set))
     t_start = time.perf_counter()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        ) -> tuple[float, list[dict]]:
             """The plain MONAI recipe on this fold: training seconds, test rows."""
             cache = work / f"plain-f{f}.json"
-            key = {"epochs": args.plain_epochs, "batch_size": args.batch_size,
+            key = {"epochs": args.plain_epochs, "batch_size": args.plain_batch_size,
                    "seed": args.seed, "test": list(test_p)}
             stored = json.loads(cache.read_text()) if cache.is_file() else {}
             if args.reuse_plain and stored.get("key") == key:
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 x_tr, c_tr = _arrays(ds, tr)
                 t0 = time.perf_counter()
                 net = train_plain_monai(x_tr, c_tr, epochs=args.plain_epochs,
-                                        batch_size=args.batch_size, seed=args.seed)
+                                        batch_size=args.plain_batch_size, seed=args.seed)
                 plain_s = time.perf_counter() - t0
                 x_te, c_te = _arrays(ds, te)
                 prob = predict_plain(net, x_te)
@@ -188,18 +193,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         def confseg_side(f: int = f) -> tuple[list[RunFolder], float]:
             """confseg's recipe on this fold: its runs (one per seed), training seconds."""
-            log(f"fold {f}: confseg {args.model} {args.strategy} val={args.val}, {args.epochs} "
-                "epochs")
+            log(f"fold {f}: confseg {recipe['model']} {recipe['strategy']} val={recipe['val']}, "
+                f"{recipe['epochs']} epochs, batch {recipe['batch_size']}")
             name = f"confseg-{args.name}-f{f}" if args.name else f"confseg-f{f}"
             members, conf_s = [], 0.0
             for s in range(args.seeds):  # one run per seed; more than one is averaged
                 out = work / (name + (f"-s{s}" if s else ""))
                 cfg = TrainConfig(data=str(native), out=str(out),
-                                  splits=str(work / "splits.json"), model=args.model,
-                                  strategy=args.strategy, fold=f, val=args.val,
-                                  epochs=args.epochs, size=args.size, batch_size=args.batch_size,
-                                  lr=args.lr, augment=args.augment, precision=args.precision,
-                                  seed=args.seed + s, patience=0, **overrides)
+                                  splits=str(work / "splits.json"), fold=f,
+                                  seed=args.seed + s, **recipe)
                 old = RunFolder(cfg.out)
                 if (args.reuse_confseg and old.is_run() and old.status in ("trained", "finished")
                         and old.config == cfg):
@@ -239,13 +241,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "vs_monai", "data": str(args.data), "k": args.k, "seed": args.seed,
         "torch_threads": torch.get_num_threads(),
         "plain": {"recipe": f"BasicUNet, soft target, DiceLoss(soft_label)+BCE, Adam 1e-3, "
-                            f"flips, {args.plain_epochs} epochs, all non-test patients",
+                            f"flips, {args.plain_epochs} epochs, batch {args.plain_batch_size}, "
+                            "all non-test patients",
                   "metrics": summarize_with_ci(plain_rows, METRICS, classes, n_boot=args.n_boot)},
-        "confseg": {"recipe": {k: getattr(args, k) for k in ("model", "strategy", "epochs",
-                                                            "val", "lr", "augment", "precision",
-                                                            "tta", "size", "batch_size",
-                                                            "seeds")}
-                    | overrides,
+        "confseg": {"recipe": recipe | {"tta": args.tta, "seeds": args.seeds},
                     "metrics": summarize_with_ci(conf_rows, METRICS, classes,
                                                  n_boot=args.n_boot)},
         "paired_confseg_minus_plain": {

@@ -51,6 +51,7 @@ def test_vs_monai_smoke_prints_side_by_side_json(tmp_path):
         [sys.executable, str(ROOT / "benchmarks" / "vs_monai.py"), "--data", str(data),
          "--work", str(tmp_path / "w"), "--k", "3", "--folds", "1", "--plain-epochs", "1",
          "--epochs", "1", "--model", "segresnet", "--size", "32", "--batch-size", "2",
+         "--plain-batch-size", "2",
          "--n-boot", "50", "--precision", "32-true", "--seeds", "2"],
         capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

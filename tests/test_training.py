@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from confseg.config import PRESETS
 from confseg.errors import ConfsegError, SplitError
 from confseg.runs import RunFolder
 from confseg.training import ConfigError, RunError, TrainConfig, resume, train
@@ -377,6 +378,7 @@ def test_preset_auto_plans_from_fingerprint_and_budget(data, tmp_path, capsys):
     assert o["size"] == 64 and o["model"] == "basicunet" and plan["step_seconds"] > 0
     assert o["schedule"] == "constant"  # the recommended recipe: no cosine annealing
     assert o["dice_form"] == "semimetric"  # ... and a Dice that does not sharpen soft targets
+    assert o["batch_size"] == PRESETS["recommended"]["batch_size"]  # 64 px: the preset's batch
     # the budget bounds the planned epochs: epochs x estimated epoch time <= 90 % of it
     assert o["epochs"] * plan["epoch_seconds_estimate"] <= 0.9 * 7200 or o["epochs"] == 300
     with pytest.raises(ConfigError, match="--budget 1s: an epoch takes about"):
