@@ -57,6 +57,9 @@ def test_vs_monai_smoke_prints_side_by_side_json(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["confseg"]["recipe"]["seeds"] == 2  # two runs per fold, averaged
+    recipe = out["confseg"]["recipe"]  # the recommended preset, with the flags given on top
+    assert recipe["batch_size"] == 2 and recipe["dice_form"] == "semimetric"
+    assert "batch 2" in out["plain"]["recipe"]
     assert (tmp_path / "w" / "confseg-f1-s1" / "config.yaml").is_file()
     assert out["folds"][0]["first"] == "confseg"  # odd folds train confseg's side first
     for side in ("plain", "confseg"):
