@@ -375,6 +375,41 @@ def test_dynunet_is_planned_for_the_training_size(tmp_path: Path) -> None:
     assert list(model.strides) == plan_dynunet(64)[1] != plan_dynunet(256)[1]
 
 
+def test_dynunet_deep_supervision_trains_every_head_and_exports(tmp_path: Path) -> None:
+    """With deep supervision on, training applies the loss to every head; the bundle has one
+    output."""
+    from confseg.config import TrainConfig
+    from confseg.inference import Predictor
+    from confseg.inference.export import export_run
+    from confseg.losses import SoftBCEDiceLoss, deep_supervision_components
+    from confseg.training import train
+
+    from conftest import write_tiny_dataset
+
+    loss = SoftBCEDiceLoss()
+    z = torch.randn(2, 1, CLASSES, 8, 8)
+    t = torch.rand(2, CLASSES, 8, 8)
+    one = deep_supervision_components(loss, z, t)
+    torch.testing.assert_close(one["loss"], loss(z[:, 0], t))  # one head: the plain loss
+    heads = torch.stack([z[:, 0], torch.zeros_like(z[:, 0])], 1).requires_grad_()
+    two = deep_supervision_components(loss, heads, t)
+    torch.testing.assert_close(two["loss"], (loss(z[:, 0], t) + 0.5 * loss(heads[:, 1], t)) / 1.5)
+    two["loss"].backward()
+    assert heads.grad[:, 1].abs().sum() > 0  # the lower head is trained too
+    with pytest.raises(ValueError, match="one more axis"):
+        deep_supervision_components(loss, z[:, 0], t)
+
+    ds = write_tiny_dataset(tmp_path / "ds", patients=4, per_patient=1, size=(32, 32))
+    run = train(TrainConfig(data=str(ds), out=str(tmp_path / "r"), model="dynunet", size=64,
+                            model_options={"deep_supervision": True, "deep_supr_num": 2},
+                            epochs=1, batch_size=2, k=2, val="none", patience=0), quiet=True)
+    pred = Predictor.from_run(run)
+    assert pred.predict(np.zeros((32, 32), np.uint8)).shape == (2, 32, 32)  # classes a, b
+    bundle = export_run(run, tmp_path / "b", formats=["torchscript", "onnx"],
+                        precisions=["fp32"], measure=False)
+    assert {"model.ts", "model.onnx"} <= {f.name for f in (bundle / "models").iterdir()}
+
+
 def test_model_options_reach_training_the_predictor_and_the_bundle(tmp_path: Path) -> None:
     """TrainConfig.model_options builds the network, lives in the ModelSpec and rebuilds it."""
     import json

@@ -143,3 +143,33 @@ class SoftBCEDiceLoss(nn.Module):
     ) -> torch.Tensor:
         """Return the scalar loss; see the class docstring for the formulas."""
         return self.components(logits, target, weight)["loss"]
+
+
+def deep_supervision_components(
+    loss: SoftBCEDiceLoss,
+    outputs: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """nnU-Net's deep-supervision loss over stacked heads, as ``{"loss", "bce", "dice"}``.
+
+    Args:
+        loss: The loss applied to every head against the full-size target.
+        outputs: ``(N, 1 + D, K, H, W)`` logits, the main head first (MONAI ``DynUNet`` in
+            training mode, its lower heads already upsampled to the input size).
+        target: ``(N, K, H, W)`` soft targets.
+        weight: Per-pixel weights broadcastable to ``target``.
+
+    Returns:
+        Each part averaged over the heads with weights halving per head (1, 1/2, 1/4, ...),
+        normalised to sum to 1, so one head gives the plain loss.
+    """
+    if outputs.ndim != target.ndim + 1:
+        raise ValueError(f"stacked heads {tuple(outputs.shape)} need one more axis than the "
+                         f"target {tuple(target.shape)}")
+    heads = outputs.unbind(1)
+    scale = [0.5**i for i in range(len(heads))]
+    total = sum(scale)
+    parts = [loss.components(h, target, weight) for h in heads]
+    return {k: sum(s * p[k] for s, p in zip(scale, parts, strict=True)) / total
+            for k in parts[0]}

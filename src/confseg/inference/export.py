@@ -114,8 +114,10 @@ def export_run(run: str | os.PathLike[str] | RunFolder, out: str | os.PathLike[s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if "torchscript" in formats:
-                write_torchscript(model, x, tmp / TORCHSCRIPT,
-                                  trace=model_info(spec.name).torchscript == "trace")
+                # deep-supervision heads (dynunet) cannot be scripted; traced, they are dropped
+                trace = (model_info(spec.name).torchscript == "trace"
+                         or bool(spec.options.get("deep_supervision")))
+                write_torchscript(model, x, tmp / TORCHSCRIPT, trace=trace)
                 files["torchscript"] = str(TORCHSCRIPT)
             if "onnx" in formats:
                 write_onnx(model, x, tmp / ONNX)

@@ -123,11 +123,12 @@ class DynUNet2D(_Padded):
     Deep supervision: with ``deep_supervision=True`` the network has ``deep_supr_num`` extra
     heads and, *in training mode only*, returns them stacked with the main output as
     ``(N, 1 + deep_supr_num, classes, H, W)`` (MONAI's convention; the lower heads are upsampled
-    to the input size). confseg's training loss expects ``(N, classes, H, W)``, so confseg trains
-    with deep supervision off (the default) and only the main head. In eval mode the network
-    always returns the main output only (MONAI still computes the extra heads), so traced and
-    ONNX exports have one output. With deep supervision on, ``torch.jit.script`` fails (MONAI's
-    heads write into a shared Python list): export with ``torch.jit.trace`` instead.
+    to the input size). confseg's training then applies its loss to every head with nnU-Net's
+    weights, halving per head (:func:`confseg.losses.deep_supervision_components`). In eval
+    mode the network always returns the main output only (MONAI still computes the extra
+    heads), so traced and ONNX exports have one output. With deep supervision on,
+    ``torch.jit.script`` fails (MONAI's heads write into a shared Python list), so
+    ``confseg export`` traces such a network.
 
     Args:
         in_channels: input image channels.

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from confseg.config import TrainConfig
-from confseg.losses import SoftBCEDiceLoss
+from confseg.losses import SoftBCEDiceLoss, deep_supervision_components
 from confseg.models import create_model
 from confseg.models.spec import SPEC_KEY, ModelSpec
 from confseg.training.averaging import FinalEpochsAverage
@@ -59,7 +59,10 @@ class SegmentationModule(pl.LightningModule):
         return self.model(x)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:  # noqa: D102
-        parts = self.loss.components(self(batch["image"]), batch["target"], batch["weight"])
+        out, tgt, w = self(batch["image"]), batch["target"], batch["weight"]
+        # a network with deep supervision (dynunet deep_supervision=true) stacks its heads
+        parts = (self.loss.components(out, tgt, w) if out.ndim == tgt.ndim
+                 else deep_supervision_components(self.loss, out, tgt, w))
         n = batch["image"].shape[0]
         self.log("train/loss", parts["loss"], on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=n)
