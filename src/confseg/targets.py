@@ -64,12 +64,9 @@ class Strategy:
     Attributes:
         needs_raters: The strategy reads rater maps; a dataset without ``raters/`` is refused
             where the training data is assembled.
-        continuous: The target is the confidence itself, so geometric augmentation may
-            interpolate the confidence map (bilinear) instead of copying the nearest pixel.
     """
 
     needs_raters: ClassVar[bool] = False
-    continuous: ClassVar[bool] = False
 
     @property
     def spec(self) -> str:
@@ -125,8 +122,6 @@ class Threshold(Strategy):
 @dataclass(frozen=True, kw_only=True)
 class Soft(Strategy):
     """Use the confidence itself as a soft target."""
-
-    continuous: ClassVar[bool] = True
 
     @property
     @override

@@ -5,10 +5,7 @@ flips (left/right probe orientation), gamma/contrast and gain changes, multiplic
 speckle noise. Never a vertical flip: the probe is always at the top.
 
 Confidence, rater and validity maps are resampled with nearest-neighbour so confidence
-levels survive augmentation exactly; the label strategy is applied afterwards. A map the
-strategy uses as a soft target itself (``Soft``) can be named in ``soft_keys`` and is then
-resampled bilinearly, like the image: rotating or scaling a soft target by copying the nearest
-pixel gives it jagged, misplaced edges.
+levels survive augmentation exactly; the label strategy is applied afterwards.
 """
 
 from __future__ import annotations
@@ -82,7 +79,6 @@ class UntrackedCompose(Compose):
 
 def ultrasound_augment(*, image_key: str = "image",
                        label_keys: Sequence[str] = ("conf", "valid"),
-                       soft_keys: Sequence[str] = (),
                        strength: float = 1.0) -> Compose:
     """MONAI dictionary augmentation for ultrasound frames.
 
@@ -90,11 +86,10 @@ def ultrasound_augment(*, image_key: str = "image",
         image_key: Key of the ``(C, H, W)`` image in [0, 1].
         label_keys: Keys resampled with nearest-neighbour alongside the image (a key a sample
             lacks is skipped).
-        soft_keys: Keys resampled bilinearly alongside the image (soft targets).
         strength: Scales rotation/scale/intensity ranges (0 disables geometry jitter).
     """
-    keys = [image_key, *soft_keys, *label_keys]
-    modes = ["bilinear"] * (1 + len(soft_keys)) + ["nearest"] * len(label_keys)
+    keys = [image_key, *label_keys]
+    modes = ["bilinear"] + ["nearest"] * len(label_keys)
     pads = ["zeros"] * len(keys)
     return UntrackedCompose([
         RandAffined(keys=keys, prob=0.7, rotate_range=0.17 * strength,  # ~10 degrees

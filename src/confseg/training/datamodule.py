@@ -67,12 +67,10 @@ class SegmentationDataModule(pl.LightningDataModule):
                                  "use fewer folds or more patients")
         # strategy.needs_raters and named raters, checked before any sample is built
         check_strategy_fits(strategy, self.ds, [it for its in self.items.values() for it in its])
-        # a soft target is interpolated like the image; levels read by a threshold stay exact
-        soft_keys = ["conf"] if strategy.continuous else []
-        label_keys = [k for k in ("conf", "valid") if k not in soft_keys] + (
-            ["raters"] if self.ds.raters() and strategy.needs_raters else [])
-        aug = (ultrasound_augment(label_keys=label_keys, soft_keys=soft_keys,
-                                  strength=cfg.augment) if cfg.augment > 0 else None)
+        label_keys = ["conf", "valid"] + (["raters"] if self.ds.raters() and
+                                          strategy.needs_raters else [])
+        aug = (ultrasound_augment(label_keys=label_keys, strength=cfg.augment)
+               if cfg.augment > 0 else None)
         common = {"size": cfg.size, "channels": cfg.channels, "strategy": strategy}
         self.train_set = SegmentationDataset(self.ds, self.items["train"], transform=aug,
                                              seed=cfg.seed, **common)

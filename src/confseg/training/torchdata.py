@@ -94,11 +94,7 @@ class SegmentationDataset(TorchDataset):
         rec: dict[str, Any] = {
             "box": box,
             "image": _u8(box.apply(torch.from_numpy(img), mode="bilinear"), 255.0),
-            # a soft target is resized like the image; confidence levels a threshold reads
-            # stay exact (nearest)
-            "conf": _u8(box.apply(torch.from_numpy(conf) * 100, mode=(
-                "bilinear" if self.strategy is not None and self.strategy.continuous
-                else "nearest"))),
+            "conf": _u8(box.apply(torch.from_numpy(conf) * 100, mode="nearest")),
             "valid": _u8(box.apply(torch.from_numpy(valid), mode="nearest") * box.valid()),
         }
         # rater maps are read only for a strategy that uses them (or none): not read, not cached
