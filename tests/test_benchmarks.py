@@ -45,7 +45,7 @@ def test_vs_monai_smoke_prints_side_by_side_json(tmp_path):
     from conftest import write_tiny_dataset
 
     data = write_tiny_dataset(tmp_path / "ds", patients=6, per_patient=1, size=(32, 32),
-                              classes=("brain",))
+                              classes=("brain",), raters=3)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "vs_monai.py"), "--data", str(data),
@@ -68,3 +68,14 @@ def test_vs_monai_smoke_prints_side_by_side_json(tmp_path):
     d = out["paired_confseg_minus_plain"]["qubiq"]
     assert d["n_patients"] == 2 and d["lo"] <= d["mean"] <= d["hi"]
     assert out["train_seconds"]["plain"] > 0 and out["folds"][0]["test_patients"]
+    # where the QUBIQ score is lost, on the same runs
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "qubiq_levels.py"), "--work",
+         str(tmp_path / "w"), "--data", str(data)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lv = json.loads(proc.stdout)
+    assert lv["folds"] == [1] and lv["raters"] == 3 and lv["cases"] == 2
+    assert len(lv["levels"]["dice_per_level"]) == 9
+    assert lv["oracle"]["qubiq"] >= lv["levels"]["qubiq"]  # in-sample best per level
+    assert lv["tta_qubiq"]["flip"] == lv["levels"]["qubiq"]
