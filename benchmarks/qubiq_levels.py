@@ -91,15 +91,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     splits = read_splits(args.work / "splits.json")
     raters = len(ds.raters())
     if not raters:
-        raise SystemExit(f"{args.data}: no raters/; the grid midpoints need the rater count")
+        ap.error(f"{args.data}: no raters/; the grid midpoints need the rater count")
     probs: dict[str, list[np.ndarray]] = {k: [] for k in VIEWS}
     confs: list[np.ndarray] = []
     runs = {f: args.work / (f"confseg-{args.name}-f{f}" if args.name else f"confseg-f{f}")
             for f in range(splits.k)}
     runs = {f: r for f, r in runs.items() if (r / "checkpoints" / "last.ckpt").is_file()}
     if not runs:
-        raise SystemExit(f"{args.work}: no confseg-{args.name or ''}... runs with a last "
-                         "checkpoint; run benchmarks/vs_monai.py there first")
+        ap.error(f"{args.work}: no confseg runs named {args.name!r} with a last checkpoint; "
+                 "run benchmarks/vs_monai.py there first")
     for f, run in runs.items():
         net = Predictor.from_run(run, checkpoint="last", calibrated=False).model.eval()
         test = set(splits.partition(f, val="none")[2])

@@ -79,3 +79,15 @@ def test_vs_monai_smoke_prints_side_by_side_json(tmp_path):
     assert len(lv["levels"]["dice_per_level"]) == 9
     assert lv["oracle"]["qubiq"] >= lv["levels"]["qubiq"]  # in-sample best per level
     assert lv["tta_qubiq"]["flip"] == lv["levels"]["qubiq"]
+    # a paired difference between two evaluations of the same cases (here: one with itself)
+    evals = str(tmp_path / "w" / "confseg-f1" / "eval-*" / "per_case.csv")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "paired_cases.py"), "--a", evals, "--b", evals],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pc = json.loads(proc.stdout)
+    assert pc["cases"] == 2 and pc["a_minus_b"]["brain"]["qubiq"]["mean"] == 0
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "paired_cases.py"), "--a", evals, "--b",
+         str(tmp_path / "none*.csv")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and "no per_case.csv matches" in proc.stderr
