@@ -10,6 +10,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "train_throughput.py"
 
 
+def _bench(name: str):
+    """Import ``benchmarks/<name>.py`` as a module (its ``_common`` import resolves)."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
 def test_train_throughput_quick_prints_positive_figures():
     # One thread and passive OpenMP waiting: on a busy 2-core machine spinning threads make a
     # step 10x slower; the smoke test checks the script, not the machine.
@@ -41,7 +52,7 @@ def test_train_throughput_quick_prints_positive_figures():
         out["loader_images_per_s"] / out["confseg_images_per_s"], rel=0.01)
 
 
-def test_vs_monai_smoke_prints_side_by_side_json(tmp_path):
+def test_vs_monai_smoke_prints_side_by_side_json(tmp_path, capsys):
     from conftest import write_tiny_dataset
 
     data = write_tiny_dataset(tmp_path / "ds", patients=6, per_patient=1, size=(32, 32),
@@ -68,26 +79,17 @@ def test_vs_monai_smoke_prints_side_by_side_json(tmp_path):
     d = out["paired_confseg_minus_plain"]["qubiq"]
     assert d["n_patients"] == 2 and d["lo"] <= d["mean"] <= d["hi"]
     assert out["train_seconds"]["plain"] > 0 and out["folds"][0]["test_patients"]
-    # where the QUBIQ score is lost, on the same runs
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "qubiq_levels.py"), "--work",
-         str(tmp_path / "w"), "--data", str(data)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lv = json.loads(proc.stdout)
+    # where the QUBIQ score is lost, and a paired difference, on the same runs (in-process:
+    # each subprocess would pay torch's import again)
+    qubiq_levels, paired_cases = _bench("qubiq_levels"), _bench("paired_cases")
+    lv = qubiq_levels.main(["--work", str(tmp_path / "w"), "--data", str(data)])
     assert lv["folds"] == [1] and lv["raters"] == 3 and lv["cases"] == 2
     assert len(lv["levels"]["dice_per_level"]) == 9
     assert lv["oracle"]["qubiq"] >= lv["levels"]["qubiq"]  # in-sample best per level
     assert lv["tta_qubiq"]["flip"] == lv["levels"]["qubiq"]
-    # a paired difference between two evaluations of the same cases (here: one with itself)
     evals = str(tmp_path / "w" / "confseg-f1" / "eval-*" / "per_case.csv")
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "paired_cases.py"), "--a", evals, "--b", evals],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    pc = json.loads(proc.stdout)
+    pc = paired_cases.main(["--a", evals, "--b", evals])  # one evaluation with itself
     assert pc["cases"] == 2 and pc["a_minus_b"]["brain"]["qubiq"]["mean"] == 0
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "paired_cases.py"), "--a", evals, "--b",
-         str(tmp_path / "none*.csv")], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 2 and "no per_case.csv matches" in proc.stderr
+    with pytest.raises(SystemExit) as exc:
+        paired_cases.main(["--a", evals, "--b", str(tmp_path / "none*.csv")])
+    assert exc.value.code == 2 and "no per_case.csv matches" in capsys.readouterr().err
