@@ -151,7 +151,10 @@ def deep_supervision_components(
     target: torch.Tensor,
     weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """nnU-Net's deep-supervision loss over stacked heads, as ``{"loss", "bce", "dice"}``.
+    """Deep-supervision loss over stacked heads, as ``{"loss", "bce", "dice"}``.
+
+    The heads are weighted 1, 1/2, 1/4, ... as in nnU-Net (which also gives its lowest head
+    weight 0; here every head MONAI returns counts, since ``deep_supr_num`` already chooses).
 
     Args:
         loss: The loss applied to every head against the full-size target.

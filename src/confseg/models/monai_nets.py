@@ -123,8 +123,8 @@ class DynUNet2D(_Padded):
     Deep supervision: with ``deep_supervision=True`` the network has ``deep_supr_num`` extra
     heads and, *in training mode only*, returns them stacked with the main output as
     ``(N, 1 + deep_supr_num, classes, H, W)`` (MONAI's convention; the lower heads are upsampled
-    to the input size). confseg's training then applies its loss to every head with nnU-Net's
-    weights, halving per head (:func:`confseg.losses.deep_supervision_components`). In eval
+    to the input size). confseg's training then applies its loss to every head with weights
+    halving per head, as nnU-Net's do (:func:`confseg.losses.deep_supervision_components`). In eval
     mode the network always returns the main output only (MONAI still computes the extra
     heads), so traced and ONNX exports have one output. With deep supervision on,
     ``torch.jit.script`` fails (MONAI's heads write into a shared Python list), so
