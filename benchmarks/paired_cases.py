@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     keys_b = {(r["id"], r["class"]) for r in b}
     if keys_a != keys_b:
         ap.error(f"the sides hold different cases ({len(keys_a ^ keys_b)} unmatched, "
-                         f"e.g. {sorted(keys_a ^ keys_b)[0]}); pass evaluations of the same folds")
+                 f"e.g. {sorted(keys_a ^ keys_b)[0]}); pass evaluations of the same folds")
     out: dict[str, Any] = {"benchmark": "paired_cases", "a": args.a, "b": args.b,
                            "cases": len(keys_a), "a_minus_b": {}}
     for cls in sorted({c for _, c in keys_a}):

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "train_throughput.py"
@@ -86,7 +87,17 @@ def test_vs_monai_smoke_prints_side_by_side_json(tmp_path, capsys):
     assert lv["folds"] == [1] and lv["raters"] == 3 and lv["cases"] == 2
     assert len(lv["levels"]["dice_per_level"]) == 9
     assert lv["oracle"]["qubiq"] >= lv["levels"]["qubiq"]  # in-sample best per level
-    assert lv["tta_qubiq"]["flip"] == lv["levels"]["qubiq"]
+    # the per-level kernel agrees with confseg's own QUBIQ score on the same predictions
+    assert lv["tta_qubiq"]["flip"] == pytest.approx(lv["levels"]["qubiq"], abs=1e-4)
+    # a view is undone where nothing left the frame (bilinear is exact on a linear ramp);
+    # the wrong inverse (e.g. rotating back the same way) is not
+    u = torch.linspace(0, 1, 32)
+    x = (u[:, None] + 2 * u[None, :])[None, None] / 3
+    warp = qubiq_levels._warp
+    centre = (..., slice(10, 22), slice(10, 22))
+    torch.testing.assert_close(warp(warp(x, 10, 1.1), -10, 1 / 1.1)[centre], x[centre],
+                               atol=1e-4, rtol=0)
+    assert (warp(warp(x, 10, 1.1), 10, 1 / 1.1)[centre] - x[centre]).abs().max() > 0.01
     evals = str(tmp_path / "w" / "confseg-f1" / "eval-*" / "per_case.csv")
     pc = paired_cases.main(["--a", evals, "--b", evals])  # one evaluation with itself
     assert pc["cases"] == 2 and pc["a_minus_b"]["brain"]["qubiq"]["mean"] == 0

@@ -114,9 +114,10 @@ def export_run(run: str | os.PathLike[str] | RunFolder, out: str | os.PathLike[s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if "torchscript" in formats:
-                # deep-supervision heads (dynunet) cannot be scripted; traced, they are dropped
-                trace = (model_info(spec.name).torchscript == "trace"
-                         or bool(spec.options.get("deep_supervision")))
+                # an instance may not script where its registered name does (dynunet with
+                # deep-supervision heads): it says so itself
+                trace = "trace" in (model_info(spec.name).torchscript,
+                                    getattr(model, "torchscript", "script"))
                 write_torchscript(model, x, tmp / TORCHSCRIPT, trace=trace)
                 files["torchscript"] = str(TORCHSCRIPT)
             if "onnx" in formats:

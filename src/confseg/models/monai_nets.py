@@ -143,6 +143,8 @@ class DynUNet2D(_Padded):
 
     Attributes:
         kernel_size, strides: the planned topology.
+        torchscript: ``"trace"`` with deep supervision (it does not script), else ``"script"``;
+            overrides the registry's ``ModelInfo.torchscript`` for this instance.
     """
 
     def __init__(
@@ -178,6 +180,7 @@ class DynUNet2D(_Padded):
         super().__init__(net, 2 ** (len(strides) - 1))
         self.kernel_size = kernel_size
         self.strides = strides
+        self.torchscript = "trace" if deep_supervision else "script"
 
 
 class FlexUNet(nn.Module):
