@@ -194,34 +194,3 @@ def test_dice_forms_match_the_config() -> None:
     assert config.DICE_FORMS == losses.DICE_FORMS
     with pytest.raises(ValueError, match="semimetric"):
         SoftBCEDiceLoss(dice="jaccard")
-
-
-def test_levels_dice_hand_computed() -> None:
-    """``levels``: the mean over 0.1..0.9 of Dice(sigmoid(z - logit l), t > l), by hand."""
-    from confseg.losses import LEVELS
-    from confseg.metrics.segmentation import QUBIQ_THRESHOLDS
-
-    assert LEVELS == QUBIQ_THRESHOLDS
-    target = [3 / 7, 6 / 7, 1.0, 0.0]
-    want = 0.0
-    for lv in LEVELS:
-        q = [1 / (1 + math.exp(-(z - math.log(lv / (1 - lv))))) for z in LOGITS]
-        t = [float(ti > lv) for ti in target]
-        inter = sum(qi * ti for qi, ti in zip(q, t, strict=True))
-        want += 1 - (2 * inter + 1.0) / (sum(q) + sum(t) + 1.0)
-    got = SoftBCEDiceLoss(dice="levels").components(t4(LOGITS), t4(target))
-    assert got["dice"].item() == pytest.approx(want / len(LEVELS), rel=1e-6)
-
-
-def test_levels_dice_pulls_a_pixel_into_its_target_interval() -> None:
-    """A pixel whose rater fraction is 4/7 is pushed up from below 0.5 and down from above 0.6."""
-    target = torch.tensor([1.0, 4 / 7, 0.0, 0.0]).reshape(1, 1, 2, 2)
-    loss = SoftBCEDiceLoss(bce_weight=0.0, dice="levels")
-
-    def grad_at(p: float) -> float:
-        z = torch.logit(torch.tensor([0.99, p, 0.01, 0.01])).reshape(1, 1, 2, 2)
-        z.requires_grad_(True)
-        (g,) = torch.autograd.grad(loss(z, target), z)
-        return g[0, 0, 0, 1].item()
-
-    assert grad_at(0.3) < 0 < grad_at(0.8)

@@ -55,7 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: Dice intersection forms (``TrainConfig.dice_form``); the same as
 #: ``confseg.losses.DICE_FORMS``, repeated so that the config loads without torch (a test checks).
-DICE_FORMS = ("product", "semimetric", "levels")
+DICE_FORMS = ("product", "semimetric")
 #: Learning-rate schedules (``TrainConfig.schedule``).
 SCHEDULES = ("cosine", "constant")
 #: Lightning accelerators confseg accepts.
@@ -103,10 +103,9 @@ class TrainConfig:
         limit_train_batches: Fraction or count of training batches per epoch (for quick runs).
         pos_weight_bce: Loss weight of the BCE term.
         dice_weight: Loss weight of the Dice term.
-        dice_form: Form of the Dice term: ``product`` (the usual soft Dice), ``semimetric``
-            (zero loss exactly at the soft target; same as ``product`` on hard targets) or
-            ``levels`` (Dice at each agreement level 0.1-0.9, as QUBIQ scores). See
-            :class:`confseg.losses.SoftBCEDiceLoss`.
+        dice_form: Intersection form of the Dice term: ``product`` (the usual soft Dice) or
+            ``semimetric`` (zero loss exactly at the soft target; same as ``product`` on hard
+            targets). See :class:`confseg.losses.SoftBCEDiceLoss`.
         swa: Fraction of the final epochs whose end-of-epoch weights are averaged (stochastic
             weight averaging at the run's learning rate) into the model that is kept; 0 = off.
         checkpoint_every: Seconds between resume checkpoints (``last.ckpt``, weights and

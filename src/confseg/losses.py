@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Forms of the Dice term (:class:`SoftBCEDiceLoss` ``dice``).
-DICE_FORMS = ("product", "semimetric", "levels")
-#: Agreement levels of ``dice="levels"``: QUBIQ's (confseg.metrics.segmentation.QUBIQ_THRESHOLDS).
-LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: Intersection forms of the soft Dice term (:class:`SoftBCEDiceLoss` ``dice``).
+DICE_FORMS = ("product", "semimetric")
 
 
 class SoftBCEDiceLoss(nn.Module):
@@ -38,13 +34,6 @@ class SoftBCEDiceLoss(nn.Module):
     semimetric loss of Wang & Blaschko, 2023; MONAI's ``DiceLoss(soft_label=True)``): the same
     value and gradient as ``product`` for hard targets, and zero loss exactly at ``p = t``.
 
-    ``dice="levels"`` scores the probability map at every agreement level ``l`` in
-    0.1, ..., 0.9, as QUBIQ does: the Dice between ``σ(z - logit l)`` (``p`` softly
-    thresholded at ``l``) and the hard target ``t > l``, averaged over the levels. For a pixel
-    with ``t`` between two levels, the levels below pull ``p`` up and those above pull it down,
-    so the minimum lies in the target's own interval: it sharpens boundaries at each level
-    without pushing ``p`` to 0 or 1.
-
     Zero-weight pixels contribute nothing and receive exactly zero gradient; their targets are
     replaced by 0 first, so they may hold anything (even NaN). A fully ignored batch gives
     ``loss = 0`` with zero (finite) gradients.
@@ -58,7 +47,7 @@ class SoftBCEDiceLoss(nn.Module):
         dice_weight: factor on the Dice term.
         smooth: ``s`` in the Dice formula, >= 0.
         batch_dice: pool Dice sums over the batch (nnU-Net's batch Dice) instead of per image.
-        dice: form of the Dice term, ``product``, ``semimetric`` or ``levels`` (see above).
+        dice: intersection form, ``product`` or ``semimetric`` (see above).
     """
 
     def __init__(
@@ -128,35 +117,23 @@ class SoftBCEDiceLoss(nn.Module):
         bce_total = torch.where(keep, w * bce_map, torch.zeros_like(z)).sum()
         bce = torch.where(w_sum > 0, bce_total / w_sum.clamp_min(1e-12), zero)
 
+        p = torch.sigmoid(z)
         dims = (0, *range(2, z.ndim)) if self.batch_dice else tuple(range(2, z.ndim))
-        valid = w.sum(dims) > 0
-        if self.dice == "levels":
-            per_pair = torch.stack([
-                self._per_pair(torch.sigmoid(z - math.log(lv / (1 - lv))), (t > lv).to(z.dtype),
-                               w, dims, valid, semimetric=False)
-                for lv in LEVELS]).mean(0)
+        p_sum = (w * p).sum(dims)
+        t_sum = (w * t).sum(dims)
+        if self.dice == "semimetric":
+            inter = (p_sum + t_sum - (w * (p - t).abs()).sum(dims)) / 2
         else:
-            per_pair = self._per_pair(torch.sigmoid(z), t, w, dims, valid,
-                                      semimetric=self.dice == "semimetric")
+            inter = (w * p * t).sum(dims)
+        valid = w.sum(dims) > 0
+        num = torch.where(valid, 2 * inter + self.smooth, torch.ones_like(inter))
+        den = torch.where(valid, p_sum + t_sum + self.smooth, torch.ones_like(inter))
+        per_pair = torch.where(valid, 1 - num / den.clamp_min(1e-12), torch.zeros_like(inter))
         n_valid = valid.sum()
         dice = torch.where(n_valid > 0, per_pair.sum() / n_valid.clamp_min(1), zero)
 
         loss = self.bce_weight * bce + self.dice_weight * dice
         return {"loss": loss, "bce": bce.detach(), "dice": dice.detach()}
-
-    def _per_pair(self, p: torch.Tensor, t: torch.Tensor, w: torch.Tensor,
-                  dims: tuple[int, ...], valid: torch.Tensor, *,
-                  semimetric: bool) -> torch.Tensor:
-        """Dice loss per (image, class) pair (or per class with batch Dice); 0 where invalid."""
-        p_sum = (w * p).sum(dims)
-        t_sum = (w * t).sum(dims)
-        if semimetric:
-            inter = (p_sum + t_sum - (w * (p - t).abs()).sum(dims)) / 2
-        else:
-            inter = (w * p * t).sum(dims)
-        num = torch.where(valid, 2 * inter + self.smooth, torch.ones_like(inter))
-        den = torch.where(valid, p_sum + t_sum + self.smooth, torch.ones_like(inter))
-        return torch.where(valid, 1 - num / den.clamp_min(1e-12), torch.zeros_like(inter))
 
     def forward(
         self,
